@@ -1,0 +1,112 @@
+//! The config file as a source: load it, then watch it and reload on every change.
+//! The parent directory is watched (editors and Kubernetes replace files by rename), with a
+//! slow poll as a safety net where file events are not delivered.
+
+use super::{Defaults, load, resolve::NoSecrets};
+use crate::{catalog::Catalog, state::AppState};
+use notify::{RecursiveMode, Watcher};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+use tokio::sync::mpsc;
+
+/// How often the file is re-read even without a file event.
+const POLL: Duration = Duration::from_secs(2);
+/// Events within this window are one change (editors write in several steps).
+const SETTLE: Duration = Duration::from_millis(50);
+
+pub struct FileSource {
+    pub path: PathBuf,
+    pub defaults: Defaults,
+    pub catalog: Arc<Catalog>,
+}
+
+impl FileSource {
+    fn source_name(&self) -> String {
+        format!("file:{}", self.path.display())
+    }
+
+    /// Loads the file once. On success the new config is served; on failure the old one
+    /// keeps serving and the error is reported. Returns whether it loaded.
+    pub fn reload(&self, state: &AppState) -> Result<bool, String> {
+        let text = std::fs::read_to_string(&self.path)
+            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
+        let current = state.snapshot();
+        if current
+            .as_ref()
+            .is_some_and(|s| s.meta.hash == super::hash_text(&text))
+        {
+            return Ok(false);
+        }
+        let generation = current.map_or(1, |s| s.meta.generation + 1);
+        let loaded = load(
+            &text,
+            generation,
+            &self.source_name(),
+            &self.defaults,
+            &self.catalog,
+            &NoSecrets,
+        )
+        .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        state.install(loaded);
+        Ok(true)
+    }
+
+    /// Watches the file until the process ends.
+    pub async fn watch(self, state: AppState) {
+        let (tx, mut rx) = mpsc::channel::<()>(1);
+        let file_name = self.path.file_name().map(|n| n.to_os_string());
+        let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            let relevant = match &ev {
+                Ok(ev) => ev.paths.iter().any(|p| {
+                    file_name.is_none() || p.file_name().map(|n| n.to_os_string()) == file_name
+                        // Kubernetes-style volumes swap a `..data` symlink.
+                        || p.to_string_lossy().contains("..data")
+                }),
+                Err(_) => true,
+            };
+            if relevant {
+                // A full channel already holds a pending reload; that one covers this event.
+                let _ = tx.try_send(());
+            }
+        });
+        let _watcher = match watcher {
+            Ok(mut w) => {
+                let dir = parent_dir(&self.path);
+                if let Err(e) = w.watch(&dir, RecursiveMode::NonRecursive) {
+                    tracing::warn!(error = %e, dir = %dir.display(), "cannot watch config directory; polling only");
+                }
+                Some(w)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "file watching unavailable; polling only");
+                None
+            }
+        };
+        loop {
+            tokio::select! {
+                got = rx.recv() => {
+                    if got.is_none() { break; }
+                    tokio::time::sleep(SETTLE).await;
+                    while rx.try_recv().is_ok() {}
+                }
+                _ = tokio::time::sleep(POLL) => {}
+            }
+            if let Err(e) = self.reload(&state) {
+                // Failing polls of the same broken file would flood the log: report changes only.
+                if state.last_error().as_deref() != Some(e.as_str()) {
+                    state.reject(e);
+                }
+            }
+        }
+    }
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}

@@ -1,0 +1,154 @@
+//! `modelgate-proxy`: serve a LiteLLM-format config file, reloading it when it changes.
+
+use anyhow::Context;
+use clap::Parser;
+use modelgate_proxy::{
+    Shared, admin, app,
+    catalog::Catalog,
+    config::{Defaults, watch::FileSource},
+    health,
+};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use tokio::net::TcpListener;
+
+#[derive(Parser, Debug)]
+#[command(version, about = "A LiteLLM-compatible LLM gateway")]
+struct Args {
+    /// LiteLLM-format config file; reloaded whenever it changes.
+    #[arg(long, env = "MODELGATE_CONFIG")]
+    config: PathBuf,
+    #[arg(long, default_value = "0.0.0.0", env = "MODELGATE_HOST")]
+    host: String,
+    #[arg(long, default_value_t = 4000, env = "MODELGATE_PORT")]
+    port: u16,
+    /// Unauthenticated port for probes and Prometheus (`/metrics`, `/health/*`); off if unset.
+    #[arg(long, env = "MODELGATE_ADMIN_PORT")]
+    admin_port: Option<u16>,
+    /// Model facts in LiteLLM's model_prices_and_context_window.json format, instead of the
+    /// built-in catalog.
+    #[arg(long, env = "MODELGATE_MODEL_CATALOG")]
+    model_catalog: Option<PathBuf>,
+    /// Largest request body in bytes, unless the config sets general_settings.max_request_size_mb.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// How long shutdown waits for in-flight requests and streams to finish.
+    #[arg(long, default_value = "30", value_parser = parse_secs)]
+    drain_timeout: Duration,
+    /// Log format: `text` or `json`.
+    #[arg(long, default_value = "text", env = "MODELGATE_LOG_FORMAT")]
+    log_format: String,
+    /// Tokio worker threads (default: one per core).
+    #[arg(long, env = "MODELGATE_WORKER_THREADS")]
+    worker_threads: Option<usize>,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|f| *f >= 0.0 && f.is_finite())
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("not a number of seconds: {s}"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(&args.log_format);
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.worker_threads {
+        rt.worker_threads(n);
+    }
+    rt.enable_all().build()?.block_on(run(args))
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let catalog = match &args.model_catalog {
+        Some(path) => Catalog::from_file(path)?,
+        None => Catalog::builtin(),
+    };
+    let state = Shared::new().context("building the upstream HTTP client")?;
+    let source = FileSource {
+        path: args.config.clone(),
+        defaults: Defaults {
+            max_body_bytes: args.max_body_bytes,
+            master_key_env: std::env::var("LITELLM_MASTER_KEY").ok(),
+        },
+        catalog: Arc::new(catalog),
+    };
+    // A broken config at start-up is fatal: there is no last good config to fall back to.
+    source
+        .reload(&state)
+        .map_err(|e| anyhow::anyhow!("cannot start: {e}"))?;
+    tokio::spawn(source.watch(state.clone()));
+    tokio::spawn(health::run(state.clone()));
+
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .with_context(|| format!("bad listen address {}:{}", args.host, args.port))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, "modelgate proxy listening");
+    if let Some(port) = args.admin_port {
+        let admin_addr = SocketAddr::new(addr.ip(), port);
+        let admin_listener = TcpListener::bind(admin_addr)
+            .await
+            .with_context(|| format!("cannot listen on {admin_addr}"))?;
+        let admin_app = admin(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(admin_listener, admin_app).await;
+        });
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: draining in-flight requests");
+            let _ = stop_tx.send(true);
+        })
+        .into_future();
+    let drain = args.drain_timeout;
+    let mut stop_rx = stop_rx;
+    tokio::select! {
+        r = server => r.context("server failed")?,
+        _ = async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+            tokio::time::sleep(drain).await;
+        } => tracing::warn!("drain timeout reached; closing remaining connections"),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,184 @@
+//! Prometheus metrics. Labels are bounded: routes are a fixed set, model groups and
+//! deployments come from the config (an unknown requested model counts as `unknown`).
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: &'static str,
+    pub model_group: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: &'static str,
+    pub model_group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeploymentLabels {
+    pub model_group: String,
+    pub deployment: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamErrorLabels {
+    pub model_group: String,
+    pub deployment: String,
+    /// HTTP status, or `timeout` / `connection`.
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub model_group: String,
+    pub deployment: String,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Family<RouteLabels, Histogram>,
+    pub upstream_duration: Family<DeploymentLabels, Histogram>,
+    pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    pub tokens: Family<TokenLabels, Counter>,
+    pub config_reloads: Family<ResultLabels, Counter>,
+    pub config_generation: Gauge,
+    pub deployments: Gauge,
+    pub health_checks: Family<ResultLabels, Counter>,
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        60.0, 120.0,
+    ]
+    .into_iter()
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("modelgate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
+        let upstream_duration = Family::<DeploymentLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
+        let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
+        let tokens = Family::<TokenLabels, Counter>::default();
+        let config_reloads = Family::<ResultLabels, Counter>::default();
+        let config_generation = Gauge::default();
+        let deployments = Gauge::default();
+        let health_checks = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Client requests by route, model group and status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to response headers (streams: to first byte)",
+            request_duration.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Upstream call time to response headers, per deployment",
+            upstream_duration.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Failed upstream calls by deployment and error",
+            upstream_errors.clone(),
+        );
+        registry.register(
+            "tokens",
+            "Tokens reported by upstreams (prompt, completion)",
+            tokens.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Config loads by result (success, failure)",
+            config_reloads.clone(),
+        );
+        registry.register(
+            "config_generation",
+            "Generation of the config being served",
+            config_generation.clone(),
+        );
+        registry.register(
+            "deployments",
+            "Deployments in the config being served",
+            deployments.clone(),
+        );
+        registry.register(
+            "health_checks",
+            "Background health checks by result (healthy, unhealthy)",
+            health_checks.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_duration,
+            upstream_duration,
+            upstream_errors,
+            tokens,
+            config_reloads,
+            config_generation,
+            deployments,
+            health_checks,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn observe_request(&self, route: &'static str, group: &str, status: u16, took: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route,
+                model_group: group.to_string(),
+                status,
+            })
+            .inc();
+        self.request_duration
+            .get_or_create(&RouteLabels {
+                route,
+                model_group: group.to_string(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn observe_tokens(&self, group: &str, deployment: &str, prompt: u64, completion: u64) {
+        for (kind, n) in [("prompt", prompt), ("completion", completion)] {
+            if n > 0 {
+                self.tokens
+                    .get_or_create(&TokenLabels {
+                        model_group: group.to_string(),
+                        deployment: deployment.to_string(),
+                        kind,
+                    })
+                    .inc_by(n);
+            }
+        }
+    }
+}

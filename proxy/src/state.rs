@@ -1,0 +1,107 @@
+//! Process-wide state: the swappable config snapshot, the upstream HTTP client, metrics,
+//! health results and reload status. A request loads the snapshot once and keeps it, so it
+//! finishes on the config it started with even if a reload happens meanwhile.
+
+use crate::{config::Loaded, health::HealthCache, metrics::Metrics, router::Snapshot};
+use arc_swap::ArcSwapOption;
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::sync::watch;
+
+pub type AppState = Arc<Shared>;
+
+pub struct Shared {
+    config: ArcSwapOption<Snapshot>,
+    pub http: reqwest::Client,
+    pub metrics: Metrics,
+    pub health: HealthCache,
+    /// The last reload failure, shown on readiness until a good config loads.
+    last_error: Mutex<Option<String>>,
+    /// Warnings already logged, so each is named once rather than on every reload.
+    warned: Mutex<BTreeSet<String>>,
+    /// Bumped on every swap; the health checker waits on it.
+    changed: watch::Sender<u64>,
+}
+
+impl Shared {
+    pub fn new() -> Result<AppState, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(10))
+            .build()?;
+        let (changed, _) = watch::channel(0);
+        Ok(Arc::new(Self {
+            config: ArcSwapOption::empty(),
+            http,
+            metrics: Metrics::default(),
+            health: HealthCache::default(),
+            last_error: Mutex::new(None),
+            warned: Mutex::new(BTreeSet::new()),
+            changed,
+        }))
+    }
+
+    /// The config being served, if one has loaded.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.config.load_full()
+    }
+
+    /// Swaps in a new config. Requests in flight keep the snapshot they loaded.
+    pub fn install(&self, loaded: Loaded) {
+        {
+            let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+            for w in &loaded.warnings {
+                if warned.insert(w.clone()) {
+                    tracing::warn!(warning = %w, "config");
+                }
+            }
+        }
+        let snap = loaded.snapshot;
+        tracing::info!(
+            generation = snap.meta.generation,
+            hash = %&snap.meta.hash[..12.min(snap.meta.hash.len())],
+            deployments = snap.deployments.len(),
+            source = %snap.meta.source,
+            "config loaded"
+        );
+        self.metrics
+            .config_generation
+            .set(i64::try_from(snap.meta.generation).unwrap_or(i64::MAX));
+        self.metrics
+            .deployments
+            .set(i64::try_from(snap.deployments.len()).unwrap_or(i64::MAX));
+        self.metrics
+            .config_reloads
+            .get_or_create(&crate::metrics::ResultLabels { result: "success" })
+            .inc();
+        self.config.store(Some(Arc::new(snap)));
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Records a config that failed to load; the current one keeps serving.
+    pub fn reject(&self, error: String) {
+        tracing::error!(error = %error, "config rejected; still serving the last good config");
+        self.metrics
+            .config_reloads
+            .get_or_create(&crate::metrics::ResultLabels { result: "failure" })
+            .inc();
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}
