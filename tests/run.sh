@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# modelgate's whole test suite, as CI runs it:
+#   1. format and lint (cargo fmt, cargo clippy -D warnings)
+#   2. unit and in-process tests (cargo test: config, router, listings, HTTP against real
+#      mock upstreams on 127.0.0.1, the real binary reloading its config under load)
+#   3. the openai Python SDK against a running proxy
+#   4. cluster tests against a real kube-apiserver + etcd that tests/control-plane.sh builds
+#      and starts (or against the cluster KUBECONFIG names when MODELGATE_USE_KUBECONFIG=1)
+# Tools are installed idempotently into ${MODELGATE_CACHE:-~/.cache/modelgate}.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export MODELGATE_CACHE=${MODELGATE_CACHE:-$HOME/.cache/modelgate}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$MODELGATE_CACHE/target}
+mkdir -p "$MODELGATE_CACHE"
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo build"
+cargo build --workspace --bins --locked
+
+step "unit and in-process tests"
+cargo test --workspace --locked --exclude modelgate-tests
+
+step "openai Python SDK tests"
+py=$(tests/python-env.sh | tail -n 1)
+MODELGATE_BIN_DIR="$CARGO_TARGET_DIR/debug" "$py" -m pytest -q tests/python
+
+step "cluster tests"
+if [ "${MODELGATE_USE_KUBECONFIG:-0}" = 1 ]; then
+  : "${KUBECONFIG:?MODELGATE_USE_KUBECONFIG=1 needs KUBECONFIG}"
+else
+  export MODELGATE_CP_DIR=$(mktemp -d /tmp/modelgate-cp.XXXXXX)
+  trap 'tests/control-plane.sh down >&2 || true' EXIT
+  export KUBECONFIG=$(tests/control-plane.sh up | tail -n 1)
+fi
+export MODELGATE_TOOLS_BIN=$(tests/install-tools.sh | tail -n 1)
+export PATH="$MODELGATE_TOOLS_BIN:$PATH"
+MODELGATE_BIN_DIR="$CARGO_TARGET_DIR/debug" cargo test -p modelgate-tests --locked -- --test-threads=1
+
+step "all tests passed"
