@@ -27,18 +27,25 @@ step "unit and in-process tests"
 cargo test --workspace --locked --exclude modelgate-tests
 
 step "openai Python SDK tests"
-py=$(tests/python-env.sh | tail -n 1)
+py=$(tests/python-env.sh)
+py=$(tail -n 1 <<<"$py")
 MODELGATE_BIN_DIR="$CARGO_TARGET_DIR/debug" "$py" -m pytest -q tests/python
 
 step "cluster tests"
 if [ "${MODELGATE_USE_KUBECONFIG:-0}" = 1 ]; then
   : "${KUBECONFIG:?MODELGATE_USE_KUBECONFIG=1 needs KUBECONFIG}"
 else
-  export MODELGATE_CP_DIR=$(mktemp -d /tmp/modelgate-cp.XXXXXX)
+  MODELGATE_CP_DIR=$(mktemp -d /tmp/modelgate-cp.XXXXXX)
+  export MODELGATE_CP_DIR
   trap 'tests/control-plane.sh down >&2 || true' EXIT
-  export KUBECONFIG=$(tests/control-plane.sh up | tail -n 1)
+  # Assigned before export so a failed `up` stops the script.
+  kubeconfig=$(tests/control-plane.sh up)
+  KUBECONFIG=$(tail -n 1 <<<"$kubeconfig")
+  export KUBECONFIG
 fi
-export MODELGATE_TOOLS_BIN=$(tests/install-tools.sh | tail -n 1)
+tools=$(tests/install-tools.sh)
+MODELGATE_TOOLS_BIN=$(tail -n 1 <<<"$tools")
+export MODELGATE_TOOLS_BIN
 export PATH="$MODELGATE_TOOLS_BIN:$PATH"
 MODELGATE_BIN_DIR="$CARGO_TARGET_DIR/debug" cargo test -p modelgate-tests --locked -- --test-threads=1
 

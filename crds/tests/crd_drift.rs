@@ -1,4 +1,5 @@
 //! The committed CRD YAML in the chart must equal what the Rust types generate.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 #[test]
 fn committed_crds_match_the_rust_types() {

@@ -248,7 +248,7 @@ fn upstream_failed(
 
 fn with_headers(mut e: ApiError, headers: &HeaderMap) -> ApiError {
     for (k, v) in headers {
-        e.headers.insert(k.clone(), v.clone());
+        e.headers.push((k.clone(), v.clone()));
     }
     e
 }

@@ -3,7 +3,7 @@
 //! as the LiteLLM proxy does. Messages never carry secrets or internal detail.
 
 use axum::{
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde_json::json;
@@ -15,7 +15,7 @@ pub struct ApiError {
     pub kind: &'static str,
     pub param: Option<&'static str>,
     /// Headers the client should see with the error (for example `retry-after`).
-    pub headers: HeaderMap,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -25,7 +25,7 @@ impl ApiError {
             message: message.into(),
             kind,
             param: None,
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -56,7 +56,7 @@ impl ApiError {
 
     pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
         if let Ok(v) = HeaderValue::from_str(value) {
-            self.headers.insert(name, v);
+            self.headers.push((HeaderName::from_static(name), v));
         }
         self
     }
@@ -100,7 +100,9 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        resp.headers_mut().extend(self.headers);
+        for (k, v) in self.headers {
+            resp.headers_mut().insert(k, v);
+        }
         resp
     }
 }

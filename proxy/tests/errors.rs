@@ -1,5 +1,6 @@
 //! Every error in OpenAI's envelope with the right status: auth, bad input, unknown model,
 //! oversized bodies, and upstream failures mapped as LiteLLM maps them.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
 use axum::{body::Body, http::Request};

@@ -1,5 +1,6 @@
 //! `/health`: every deployment checked once (never an alias copy), in the background, with
 //! LiteLLM's shape and no stack traces or keys; readiness reports the served config.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
 use common::*;

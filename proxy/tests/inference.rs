@@ -1,5 +1,6 @@
 //! Chat, completions and embeddings through the proxy to real mock upstreams on 127.0.0.1:
 //! model resolution, provider URLs and keys, headers, and the model name clients see.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
 use common::*;

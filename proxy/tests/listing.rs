@@ -1,5 +1,6 @@
 //! `/v1/models`, `/model/info`, `/model_group/info`: the LiteLLM shapes, aliases listed on
 //! all three (per deployment on /model/info), hidden aliases nowhere, no secrets.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
 use common::*;

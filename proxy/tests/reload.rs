@@ -1,6 +1,7 @@
 //! The real `modelgate-proxy` binary on a config file: edits under steady load show up in
 //! `/v1/models` with no failed request; a broken file is reported and the last good config
 //! keeps serving.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 use modelgate_mock_upstream::{MockUpstream, Reply};
 use std::{

@@ -1,5 +1,6 @@
 //! Server-sent events relayed chunk by chunk, with the requested model stamped in; a
 //! stream that breaks ends with an error event.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
 use common::*;

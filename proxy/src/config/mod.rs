@@ -150,7 +150,10 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
                 d.model_name
             )));
         }
-        if d.litellm_params.weight.is_some_and(|w| !(w >= 0.0)) {
+        if d.litellm_params
+            .weight
+            .is_some_and(|w| w.is_nan() || w < 0.0)
+        {
             return Err(ConfigError::Invalid(format!(
                 "model_list[{i}] ({}): weight must be a non-negative number",
                 d.model_name

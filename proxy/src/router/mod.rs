@@ -92,7 +92,7 @@ impl Snapshot {
                 groups.insert(name, Group::from(members));
             }
         }
-        wildcards.sort_by(|a, b| b.0.specificity().cmp(&a.0.specificity()));
+        wildcards.sort_by_key(|w| std::cmp::Reverse(w.0.specificity()));
 
         let aliases: Vec<Alias> = config
             .router_settings

@@ -1,4 +1,5 @@
 //! Shared helpers for the proxy's in-process tests: build the app from YAML and call it.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 #![allow(dead_code)]
 
 use axum::{
