@@ -29,12 +29,9 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("modelgate_operator");
         let reconciles = Family::<ResultLabels, Counter>::default();
-        let duration = Histogram::new(
-            [
-                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]
-            .into_iter(),
-        );
+        let duration = Histogram::new([
+            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ]);
         let rendered_deployments = Family::<NamespaceLabels, Gauge>::default();
         let configmap_writes = Counter::default();
         let leader = Gauge::default();

@@ -163,6 +163,32 @@ pub fn plan(
 }
 
 fn accept_deployment(d: &ModelDeployment) -> Check {
+    const OWN_FIELDS: &[&str] = &[
+        "model",
+        "api_base",
+        "api_version",
+        "rpm",
+        "tpm",
+        "weight",
+        "order",
+        "timeout",
+        "stream_timeout",
+        "region_name",
+        "mock_response",
+    ];
+    if let Some(bad) = d
+        .spec
+        .params
+        .iter()
+        .flatten()
+        .map(|(k, _)| k)
+        .find(|k| OWN_FIELDS.contains(&k.as_str()))
+    {
+        return Err((
+            reasons::INVALID,
+            format!("params.{bad} duplicates a field of the spec; set the spec field instead"),
+        ));
+    }
     if let Some(params) = &d.spec.params
         && let Some(bad) = params.keys().find(|k| credential_like(k))
     {
