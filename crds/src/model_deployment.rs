@@ -78,10 +78,11 @@ pub struct ModelDeploymentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_info: Option<ModelInfo>,
     /// Other LiteLLM params passed to the provider (`temperature`, `max_tokens`, `extra_headers`, ...).
-    /// Credentials do not belong here: use apiKeySecretRef. (CEL cannot see inside a free-form
-    /// map, so the operator enforces this: such a deployment is Accepted=False, reason Invalid.)
+    /// Credentials do not belong here: use apiKeySecretRef (the operator also refuses any
+    /// credential-looking key with Accepted=False, reason Invalid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::free_form")]
+    #[schemars(schema_with = "crate::schema::params")]
+    #[x_kube(validation = kube::core::Rule::new("!has(self.api_key) && !has(self.api_base) && !has(self.model)").message("params must not set api_key, api_base or model: use apiKeySecretRef, apiBase and model"))]
     pub params: Option<Map<String, Value>>,
     /// Answer with this text instead of calling the upstream (demos and offline tests).
     #[serde(default, skip_serializing_if = "Option::is_none")]

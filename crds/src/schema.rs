@@ -10,6 +10,20 @@ pub fn free_form(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+/// `params`: free-form, but with the keys that have their own spec fields declared, so a
+/// CEL rule can refuse them (CEL cannot see undeclared keys of a free-form object).
+pub fn params(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "properties": {
+            "api_base": {"type": "string", "description": "Not allowed here: use spec.apiBase."},
+            "api_key": {"type": "string", "description": "Not allowed here: use spec.apiKeySecretRef."},
+            "model": {"type": "string", "description": "Not allowed here: use spec.model."},
+        },
+    })
+}
+
 /// Conditions as a list map keyed by `type`, as Kubernetes conventions ask.
 pub fn conditions(g: &mut SchemaGenerator) -> Schema {
     let mut s = g.subschema_for::<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>>();

@@ -171,8 +171,18 @@ impl Cluster {
     pub fn ensure_crds(&self) -> Result<()> {
         let dir = repo_root().join("charts/modelgate-crds/templates");
         let dir = dir.to_str().context("repository path is not UTF-8")?;
-        self.kubectl_ok(&["apply", "--server-side", "--validate=strict", "-f", dir])
-            .context("installing the CRDs")?;
+        // One field manager for every test that installs them, forced: a newer crdgen output
+        // must replace what an earlier run installed.
+        self.kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=modelgate-tests",
+            "--validate=strict",
+            "-f",
+            dir,
+        ])
+        .context("installing the CRDs")?;
         let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
         args.extend(CRD_NAMES);
         self.kubectl_ok(&args)

@@ -70,34 +70,10 @@ async fn client() -> Client {
 }
 
 async fn ensure_crds() {
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../charts/modelgate-crds/templates"
-    );
-    let ok = Command::new("kubectl")
-        .args([
-            "apply",
-            "--server-side",
-            "--field-manager=modelgate-tests",
-            "-f",
-            dir,
-        ])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "installing the CRDs failed");
-    let ok = Command::new("kubectl")
-        .args([
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/modeldeployments.modelgate.dev",
-            "crd/modelgroupaliases.modelgate.dev",
-        ])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
+    // The same installer as the CRD tests, so both leave the CRDs owned by one manager.
+    modelgate_tests::Cluster::from_env()
+        .ensure_crds()
+        .expect("installing the CRDs");
 }
 
 struct TempNs {
