@@ -112,4 +112,27 @@ mod tests {
         assert_eq!(key, "azure/gpt-4o");
         assert!(cat.lookup(None, "hosted_vllm/llama-3-70b").is_none());
     }
+
+    #[test]
+    fn a_litellm_format_file_replaces_the_builtin_catalog() {
+        let dir = std::env::temp_dir().join(format!("mg-catalog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("model_prices_and_context_window.json");
+        std::fs::write(
+            &path,
+            r#"{"sample_spec": {"max_tokens": "set to max_output_tokens"},
+                "my-llama": {"max_input_tokens": 8192, "max_output_tokens": 2048,
+                             "litellm_provider": "hosted_vllm", "mode": "chat"}}"#,
+        )
+        .unwrap();
+        let cat = Catalog::from_file(&path).unwrap();
+        assert_eq!(cat.len(), 1, "sample_spec is documentation, not a model");
+        let (_, llama) = cat.lookup(None, "hosted_vllm/my-llama").unwrap();
+        assert_eq!(llama["max_input_tokens"], 8192);
+        assert!(cat.lookup(None, "openai/gpt-4o").is_none());
+        std::fs::write(&path, "not json").unwrap();
+        let err = Catalog::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("not a JSON object"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
