@@ -7,6 +7,7 @@
 #   tests/control-plane.sh down     # stop what `up` started and delete its state dir
 #   tests/control-plane.sh env      # print `export KUBECONFIG=... PATH=...` for eval
 #   tests/control-plane.sh status   # show the processes and endpoints of a plane
+#   tests/control-plane.sh restart-apiserver [SECONDS]  # stop the apiserver for SECONDS, start it again
 #
 #   tests/control-plane.sh up              # first run builds the tools (~15 min), then ~5 s
 #   eval "$(tests/control-plane.sh env)"   # KUBECONFIG, and PATH with kubectl/helm of the same version
@@ -119,7 +120,8 @@ stop_all() {
 start() {
   local name=$1; shift
   log "starting $name"
-  setsid "$@" </dev/null >"$dir/$name.log" 2>&1 &
+  printf '%s\0' "$@" >"$dir/$name.cmd"   # for restart-apiserver
+  setsid "$@" </dev/null >>"$dir/$name.log" 2>&1 &
   echo $! >"$dir/$name.pid"
 }
 
@@ -444,8 +446,26 @@ cmd_status() {
   return 0
 }
 
+# restart-apiserver [SECONDS]: stop the kube-apiserver, leave it down for SECONDS
+# (default 3), start it again with the same flags and wait until it is ready. For
+# tests of what clients do while the API server is gone.
+cmd_restart_apiserver() {
+  local pause=${1:-3} cmd=()
+  dir=$(current_dir)
+  [[ -n $dir && -f $dir/kube-apiserver.cmd ]] || die "no running control plane found (run: $0 up)"
+  mapfile -d '' cmd <"$dir/kube-apiserver.cmd"
+  local api; api=$(sed -n 's/^MODELGATE_APISERVER=//p' "$dir/env")
+  local pki=$dir/pki
+  stop kube-apiserver "$dir"
+  sleep "$pause"
+  start kube-apiserver "${cmd[@]}"
+  wait_for kube-apiserver curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" "$api/readyz"
+  log "kube-apiserver restarted"
+}
+
 case ${1:-} in
   up) cmd_up ;;
+  restart-apiserver) cmd_restart_apiserver "${2:-3}" ;;
   down) cmd_down ;;
   env) cmd_env ;;
   status) cmd_status ;;

@@ -1,11 +1,13 @@
 //! modelgate's shared types: the LiteLLM config schema both binaries read and write, and
 //! the Kubernetes resources (`ModelDeployment`, `ModelGroupAlias`) the operator reconciles.
 
+pub mod backoff;
 pub mod conditions;
 pub mod config;
 pub mod model_deployment;
 pub mod model_group_alias;
 mod schema;
+pub mod wire;
 
 pub use model_deployment::{ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus};
 pub use model_group_alias::{ModelGroupAlias, ModelGroupAliasSpec, ModelGroupAliasStatus};

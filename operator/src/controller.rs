@@ -9,7 +9,10 @@ use crate::{
     reconcile::{self, Context},
 };
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::{
+    coordination::v1::Lease,
+    core::v1::{ConfigMap, Secret},
+};
 use kube::{
     Api, Client, Resource,
     runtime::{WatchStreamExt, reflector, watcher},
@@ -43,11 +46,37 @@ where
 fn spawn_feed<K, S>(stream: S, tx: mpsc::UnboundedSender<Option<String>>)
 where
     K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Default,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
+    spawn_feed_noting_gaps(stream, tx, None);
+}
+
+/// As [`spawn_feed`], and records in `gap` when the watch last failed or relisted: the
+/// replica Leases seen since then may be stale, so their expiry proves nothing yet.
+fn spawn_feed_noting_gaps<K, S>(
+    stream: S,
+    tx: mpsc::UnboundedSender<Option<String>>,
+    gap: Option<Arc<std::sync::Mutex<Instant>>>,
+) where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Default,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
 {
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
+        let mut failing = false;
         while let Some(ev) = stream.next().await {
+            if failing && ev.is_ok() {
+                tracing::info!(
+                    kind = K::kind(&Default::default()).as_ref(),
+                    "watch recovered"
+                );
+                failing = false;
+            }
+            if let (Some(gap), Ok(watcher::Event::Init) | Err(_)) = (&gap, &ev) {
+                *gap.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+            }
             match ev {
                 Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
                     let _ = tx.send(o.meta().namespace.clone());
@@ -57,7 +86,12 @@ where
                     let _ = tx.send(None);
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "watch error; retrying with backoff"),
+                // One line per outage, not one per retry.
+                Err(e) if !failing => {
+                    tracing::warn!(kind = K::kind(&Default::default()).as_ref(), error = %e, "watch failed; retrying with backoff");
+                    failing = true;
+                }
+                Err(_) => {}
             }
         }
     });
@@ -84,7 +118,8 @@ impl Controller {
         spawn_feed(
             reflector(
                 w,
-                watcher(api(&client, namespace), cfg.clone()).default_backoff(),
+                watcher(api(&client, namespace), cfg.clone())
+                    .backoff(modelgate_crds::backoff::WatchBackoff::default()),
             ),
             tx.clone(),
         );
@@ -92,7 +127,8 @@ impl Controller {
         spawn_feed(
             reflector(
                 w,
-                watcher(api(&client, namespace), cfg.clone()).default_backoff(),
+                watcher(api(&client, namespace), cfg.clone())
+                    .backoff(modelgate_crds::backoff::WatchBackoff::default()),
             ),
             tx.clone(),
         );
@@ -100,16 +136,32 @@ impl Controller {
         spawn_feed(
             reflector(
                 w,
-                watcher(api(&client, namespace), cfg.clone()).default_backoff(),
+                watcher(api(&client, namespace), cfg.clone())
+                    .backoff(modelgate_crds::backoff::WatchBackoff::default()),
             ),
             tx.clone(),
+        );
+        let (replicas, w) = reflector::store::<Lease>();
+        let replicas_seen_since = Arc::new(std::sync::Mutex::new(Instant::now()));
+        spawn_feed_noting_gaps(
+            reflector(
+                w,
+                watcher(
+                    api(&client, namespace),
+                    cfg.clone().labels(modelgate_crds::wire::REPLICA_OF_LABEL),
+                )
+                .backoff(modelgate_crds::backoff::WatchBackoff::default()),
+            ),
+            tx.clone(),
+            Some(replicas_seen_since.clone()),
         );
         let managed = cfg.labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
         let (configmaps, w) = reflector::store::<ConfigMap>();
         spawn_feed(
             reflector(
                 w,
-                watcher(api(&client, namespace), managed).default_backoff(),
+                watcher(api(&client, namespace), managed)
+                    .backoff(modelgate_crds::backoff::WatchBackoff::default()),
             ),
             tx,
         );
@@ -127,6 +179,8 @@ impl Controller {
             deployments,
             aliases,
             secrets,
+            replicas,
+            replicas_seen_since,
         });
         Self {
             ctx,
@@ -146,11 +200,14 @@ impl Controller {
         let _ = self.ctx.deployments.wait_until_ready().await;
         let _ = self.ctx.aliases.wait_until_ready().await;
         let _ = self.ctx.secrets.wait_until_ready().await;
+        let _ = self.ctx.replicas.wait_until_ready().await;
         let _ = self.configmaps.wait_until_ready().await;
         self.ready.store(true, Ordering::Relaxed);
         tracing::info!("caches synced");
         let mut dirty: BTreeSet<String> = BTreeSet::new();
         let mut retry: BTreeMap<String, (Instant, u32)> = BTreeMap::new();
+        // When a proxy replica's Lease next expires, per namespace: Ready may change then.
+        let mut expiries: BTreeMap<String, Instant> = BTreeMap::new();
         let mut all = true;
         let mut was_leading = false;
         let mut next_resync = Instant::now() + RESYNC;
@@ -158,6 +215,12 @@ impl Controller {
             let now_leading = leading.load(Ordering::Relaxed);
             if now_leading && !was_leading {
                 all = true;
+                // Leases renewed while we were not leading may not have reached us yet.
+                *self
+                    .ctx
+                    .replicas_seen_since
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Instant::now();
             }
             was_leading = now_leading;
             if Instant::now() >= next_resync {
@@ -174,6 +237,15 @@ impl Controller {
                 .map(|(ns, _)| ns.clone())
                 .collect();
             dirty.extend(due);
+            let expired: Vec<String> = expiries
+                .iter()
+                .filter(|(_, at)| **at <= Instant::now())
+                .map(|(ns, _)| ns.clone())
+                .collect();
+            for ns in expired {
+                expiries.remove(&ns);
+                dirty.insert(ns);
+            }
             if now_leading {
                 for ns in std::mem::take(&mut dirty) {
                     let started = Instant::now();
@@ -189,8 +261,12 @@ impl Controller {
                         .get_or_create(&ResultLabels { result: label })
                         .inc();
                     match result {
-                        Ok(()) => {
+                        Ok(next_expiry) => {
                             retry.remove(&ns);
+                            match next_expiry.and_then(until) {
+                                Some(at) => expiries.insert(ns, at),
+                                None => expiries.remove(&ns),
+                            };
                         }
                         Err(e) => {
                             let attempt = retry.get(&ns).map_or(0, |r| r.1) + 1;
@@ -206,6 +282,7 @@ impl Controller {
             let wake = retry
                 .values()
                 .map(|r| r.0)
+                .chain(expiries.values().copied())
                 .min()
                 .unwrap_or(next_resync)
                 .min(next_resync);
@@ -235,4 +312,12 @@ impl Controller {
             None => *all = true,
         }
     }
+}
+
+/// A wall-clock time as an `Instant` (now if it has passed), slightly after it so the
+/// Lease is surely expired when we look.
+fn until(at: k8s_openapi::jiff::Timestamp) -> Option<Instant> {
+    let left = at.duration_since(k8s_openapi::jiff::Timestamp::now());
+    let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
+    Some(Instant::now() + left + Duration::from_millis(100))
 }

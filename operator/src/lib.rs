@@ -10,13 +10,12 @@ pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod render;
+pub mod replicas;
 pub mod status;
 
 /// The field manager for every server-side apply this operator makes.
 pub const MANAGER: &str = "modelgate-operator";
-/// ConfigMap annotations: the config's generation (rises only with content) and hash.
-pub const GENERATION_ANNOTATION: &str = "modelgate.dev/config-generation";
-pub const HASH_ANNOTATION: &str = "modelgate.dev/config-hash";
+pub use modelgate_crds::wire::{GENERATION_ANNOTATION, HASH_ANNOTATION};
 /// The label that marks ConfigMaps this operator owns.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "modelgate-operator");
 

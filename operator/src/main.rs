@@ -49,8 +49,15 @@ struct Args {
 }
 
 fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let mut filter = tracing_subscriber::EnvFilter::new(&spec);
+    // kube's client logs every failed request as an error; our watches report failures
+    // once, with context, so its line is noise unless asked for.
+    if !spec.contains("kube_client")
+        && let Ok(d) = "kube_client::client::builder=off".parse()
+    {
+        filter = filter.add_directive(d);
+    }
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

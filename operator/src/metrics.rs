@@ -22,6 +22,7 @@ pub struct Metrics {
     pub duration: Histogram,
     pub rendered_deployments: Family<NamespaceLabels, Gauge>,
     pub configmap_writes: Counter,
+    pub status_writes: Counter,
     pub leader: Gauge,
 }
 
@@ -34,6 +35,7 @@ impl Default for Metrics {
         ]);
         let rendered_deployments = Family::<NamespaceLabels, Gauge>::default();
         let configmap_writes = Counter::default();
+        let status_writes = Counter::default();
         let leader = Gauge::default();
         registry.register(
             "reconciles",
@@ -56,6 +58,11 @@ impl Default for Metrics {
             configmap_writes.clone(),
         );
         registry.register(
+            "status_writes",
+            "Status writes on ModelDeployments and ModelGroupAliases (changes only)",
+            status_writes.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this replica holds the leader Lease",
             leader.clone(),
@@ -66,6 +73,7 @@ impl Default for Metrics {
             duration,
             rendered_deployments,
             configmap_writes,
+            status_writes,
             leader,
         }
     }

@@ -4,12 +4,17 @@
 use crate::{
     GENERATION_ANNOTATION, HASH_ANNOTATION, MANAGED_BY, MANAGER, Result,
     metrics::{Metrics, NamespaceLabels},
-    render::{self, Plan, SecretKeys},
+    render::{self, Plan, SecretKeys, Verdict},
+    replicas::{self, Replicas},
     status::{self, Programmed},
 };
 use k8s_openapi::{
-    api::core::v1::{ConfigMap, Secret},
+    api::{
+        coordination::v1::Lease,
+        core::v1::{ConfigMap, Secret},
+    },
     apimachinery::pkg::apis::meta::v1::Condition,
+    jiff::Timestamp,
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -19,7 +24,7 @@ use kube::{
         reflector::Store,
     },
 };
-use modelgate_crds::{ModelDeployment, ModelGroupAlias, config::Config};
+use modelgate_crds::{ModelDeployment, ModelGroupAlias, conditions::types, config::Config};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::{collections::BTreeMap, sync::Arc};
@@ -34,6 +39,10 @@ pub struct Context {
     pub deployments: Store<ModelDeployment>,
     pub aliases: Store<ModelGroupAlias>,
     pub secrets: Store<Secret>,
+    /// The proxy replicas' Leases (labelled with the ConfigMap they serve).
+    pub replicas: Store<Lease>,
+    /// Since when the Lease watch has run without a gap (or this replica has led).
+    pub replicas_seen_since: Arc<std::sync::Mutex<std::time::Instant>>,
 }
 
 fn in_ns<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>, ns: &str) -> Vec<K> {
@@ -45,7 +54,9 @@ fn in_ns<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>, ns: &str) -> V
         .collect()
 }
 
-pub async fn reconcile(ctx: &Context, ns: &str) -> Result<()> {
+/// Reconciles one namespace; returns when the next proxy replica Lease expires, since
+/// that can change `Ready` without any watch event.
+pub async fn reconcile(ctx: &Context, ns: &str) -> Result<Option<Timestamp>> {
     let deployments = in_ns(&ctx.deployments, ns);
     let aliases = in_ns(&ctx.aliases, ns);
     let secrets: SecretKeys = in_ns(&ctx.secrets, ns)
@@ -62,7 +73,7 @@ pub async fn reconcile(ctx: &Context, ns: &str) -> Result<()> {
     let current = cms.get_opt(&ctx.configmap_name).await?;
     if deployments.is_empty() && aliases.is_empty() && current.is_none() {
         // Nothing declared here and nothing written before: not a gateway namespace.
-        return Ok(());
+        return Ok(None);
     }
     let plan = render::plan(&ctx.base, &deployments, &aliases, &secrets);
     let generation = apply_configmap(ctx, &cms, current.as_ref(), &plan).await?;
@@ -73,45 +84,81 @@ pub async fn reconcile(ctx: &Context, ns: &str) -> Result<()> {
         })
         .set(i64::try_from(plan.config.model_list.len()).unwrap_or(i64::MAX));
 
-    let programmed = Programmed {
-        configmap: ctx.configmap_name.clone(),
-        generation: Some(generation),
-    };
+    let seen_for = ctx
+        .replicas_seen_since
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .elapsed();
+    let leases = ctx.replicas.state();
+    let mut replicas = replicas::live(
+        leases.iter().map(|l| &**l),
+        ns,
+        &ctx.configmap_name,
+        Timestamp::now(),
+    );
+    replicas.settle(
+        leases.iter().map(|l| &**l),
+        ns,
+        &ctx.configmap_name,
+        seen_for,
+    );
     for d in &deployments {
         if let Some(v) = plan.deployments.get(&d.name_any()) {
-            let prev = d
-                .status
-                .as_ref()
-                .map(|s| s.conditions.clone())
-                .unwrap_or_default();
-            let conds = status::desired(v, d.metadata.generation, &programmed);
-            let unchanged = d.status.as_ref().is_some_and(|s| {
-                s.observed_generation == d.metadata.generation
-                    && s.deployment_id.as_deref() == Some(d.name_any().as_str())
-                    && s.config_generation == Some(generation)
-            });
-            let extra = json!({"deploymentId": d.name_any(), "configGeneration": generation});
-            write_status(ctx, d, conds, &prev, unchanged, extra).await?;
+            let id = ("deploymentId", d.name_any());
+            let st = d.status.as_ref();
+            let prior = Prior {
+                conditions: st.map(|s| s.conditions.as_slice()).unwrap_or_default(),
+                observed: st.and_then(|s| s.observed_generation),
+                carried: st.and_then(|s| s.config_generation),
+                id_matches: st.and_then(|s| s.deployment_id.as_deref()) == Some(id.1.as_str()),
+            };
+            write_status(ctx, d, v, &prior, generation, &replicas, id).await?;
         }
     }
     for a in &aliases {
         if let Some(v) = plan.aliases.get(&a.name_any()) {
-            let prev = a
-                .status
-                .as_ref()
-                .map(|s| s.conditions.clone())
-                .unwrap_or_default();
-            let conds = status::desired(v, a.metadata.generation, &programmed);
-            let unchanged = a.status.as_ref().is_some_and(|s| {
-                s.observed_generation == a.metadata.generation
-                    && s.alias.as_deref() == Some(a.alias_name().as_str())
-                    && s.config_generation == Some(generation)
-            });
-            let extra = json!({"alias": a.alias_name(), "configGeneration": generation});
-            write_status(ctx, a, conds, &prev, unchanged, extra).await?;
+            let id = ("alias", a.alias_name());
+            let st = a.status.as_ref();
+            let prior = Prior {
+                conditions: st.map(|s| s.conditions.as_slice()).unwrap_or_default(),
+                observed: st.and_then(|s| s.observed_generation),
+                carried: st.and_then(|s| s.config_generation),
+                id_matches: st.and_then(|s| s.alias.as_deref()) == Some(id.1.as_str()),
+            };
+            write_status(ctx, a, v, &prior, generation, &replicas, id).await?;
         }
     }
-    Ok(())
+    Ok(replicas.next_expiry)
+}
+
+/// What an object's status says now.
+struct Prior<'a> {
+    conditions: &'a [Condition],
+    observed: Option<i64>,
+    /// The ConfigMap generation that first carried the object as it is.
+    carried: Option<i64>,
+    /// Whether the status names the object's id (deployment id or alias) as it is now.
+    id_matches: bool,
+}
+
+impl Prior<'_> {
+    /// The ConfigMap generation that carries the object as it is now: the one recorded,
+    /// while the object has not changed and stayed programmed; else the current one. Keeping
+    /// it is what lets an unrelated change leave this object's status (and Ready) alone.
+    fn carried_in(&self, object_generation: Option<i64>, included: bool, current: i64) -> i64 {
+        let programmed = self
+            .conditions
+            .iter()
+            .any(|c| c.type_ == types::PROGRAMMED && c.status == "True");
+        match self.carried {
+            Some(g)
+                if included && programmed && self.observed == object_generation && g <= current =>
+            {
+                g
+            }
+            _ => current,
+        }
+    }
 }
 
 /// Writes the ConfigMap when its content differs from the plan (including hand edits);
@@ -177,13 +224,16 @@ async fn apply_configmap(
     Ok(generation)
 }
 
+/// Writes an object's status when anything in it changed (times aside), with Events for
+/// the conditions that flipped.
 async fn write_status<K>(
     ctx: &Context,
     obj: &K,
-    mut conds: Vec<Condition>,
-    previous: &[Condition],
-    unchanged_fields: bool,
-    extra: serde_json::Value,
+    verdict: &Verdict,
+    prior: &Prior<'_>,
+    configmap_generation: i64,
+    replicas: &Replicas,
+    (id_field, id): (&str, String),
 ) -> Result<()>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -191,15 +241,39 @@ where
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
 {
-    status::carry_transition_times(&mut conds, previous);
-    if unchanged_fields && status::same(&conds, previous) {
+    let generation = obj.meta().generation;
+    let carried = prior.carried_in(generation, verdict.included, configmap_generation);
+    let programmed = Programmed {
+        configmap: ctx.configmap_name.clone(),
+        generation: Some(carried),
+    };
+    let mut conds = status::desired(verdict, generation, &programmed, replicas);
+    if replicas.settling && prior.carried == Some(carried) {
+        // Right after a gap in the Lease watch, an expired Lease may only be one whose
+        // renewals we missed: keep what Ready said until the replicas had time to renew.
+        if let Some(old) = prior.conditions.iter().find(|c| c.type_ == types::READY) {
+            for c in conds.iter_mut().filter(|c| c.type_ == types::READY) {
+                *c = old.clone();
+                c.observed_generation = generation;
+            }
+        }
+    }
+    status::carry_transition_times(&mut conds, prior.conditions);
+    let unchanged_fields =
+        prior.observed == generation && prior.id_matches && prior.carried == Some(carried);
+    if unchanged_fields && status::same(&conds, prior.conditions) {
         return Ok(());
     }
-    let mut st = json!({"observedGeneration": obj.meta().generation, "conditions": conds});
-    if let (Some(st), Some(extra)) = (st.as_object_mut(), extra.as_object()) {
-        st.extend(extra.clone());
-    }
-    let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": st});
+    let patch = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": {
+            "observedGeneration": generation,
+            "conditions": conds,
+            id_field: id,
+            "configGeneration": carried,
+        },
+    });
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     api.patch_status(
         &obj.name_any(),
@@ -207,7 +281,8 @@ where
         &Patch::Apply(&patch),
     )
     .await?;
-    for c in status::flips(&conds, previous) {
+    ctx.metrics.status_writes.inc();
+    for c in status::flips(&conds, prior.conditions) {
         let warning = c.status != "True";
         let event = Event {
             type_: if warning {

@@ -1,7 +1,10 @@
 //! Status conditions from verdicts, keeping `lastTransitionTime` unless a status flips,
 //! and the comparison that keeps an unchanged status from being rewritten.
 
-use crate::render::{Check, Verdict};
+use crate::{
+    render::{Check, Verdict},
+    replicas::{self, Replicas},
+};
 use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
     jiff::Timestamp,
@@ -12,6 +15,7 @@ use modelgate_crds::conditions::{reasons, types};
 #[derive(Debug, Clone)]
 pub struct Programmed {
     pub configmap: String,
+    /// The ConfigMap generation that first carried the object as it is now.
     pub generation: Option<i64>,
 }
 
@@ -35,6 +39,7 @@ pub fn desired(
     verdict: &Verdict,
     generation: Option<i64>,
     programmed: &Programmed,
+    replicas: &Replicas,
 ) -> Vec<Condition> {
     let accepted = condition(
         types::ACCEPTED,
@@ -71,12 +76,19 @@ pub fn desired(
         }
     };
     let programmed_cond = condition(types::PROGRAMMED, &prog, reasons::PROGRAMMED, generation);
-    // Ready needs the proxies to report what they serve; until one does, say so.
+    let (status, reason, message) = match (verdict.included, programmed.generation) {
+        (true, Some(n)) => replicas::ready(replicas, n),
+        _ => (
+            "False",
+            reasons::NOT_PROGRAMMED,
+            "not in the router config, so no replica serves it".to_string(),
+        ),
+    };
     let ready = Condition {
         type_: types::READY.to_string(),
-        status: "Unknown".into(),
-        reason: reasons::NO_REPLICAS.into(),
-        message: "no proxy replica reports the config it serves yet".into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
         observed_generation: generation,
         last_transition_time: Time(Timestamp::now()),
     };

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod dispatch;
 pub mod error;

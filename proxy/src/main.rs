@@ -1,10 +1,12 @@
-//! `modelgate-proxy`: serve a LiteLLM-format config file, reloading it when it changes.
+//! `modelgate-proxy`: serve a LiteLLM-format config from a file (reloaded when it changes)
+//! or from a ConfigMap watched through the Kubernetes API (`--configmap`).
 
 use anyhow::Context;
 use clap::Parser;
 use modelgate_proxy::{
     Shared, admin, app,
     catalog::Catalog,
+    cluster::{ClusterSource, lease::ReplicaLease, manage::ModelStore},
     config::{Defaults, watch::FileSource},
     health,
 };
@@ -15,8 +17,27 @@ use tokio::net::TcpListener;
 #[command(version, about = "A LiteLLM-compatible LLM gateway")]
 struct Args {
     /// LiteLLM-format config file; reloaded whenever it changes.
-    #[arg(long, env = "MODELGATE_CONFIG")]
-    config: PathBuf,
+    #[arg(
+        long,
+        env = "MODELGATE_CONFIG",
+        required_unless_present = "configmap",
+        conflicts_with = "configmap"
+    )]
+    config: Option<PathBuf>,
+    /// The router ConfigMap to serve, `namespace/name` or `name` (in the pod's namespace),
+    /// watched through the Kubernetes API together with the Secrets it references.
+    #[arg(long, env = "MODELGATE_CONFIGMAP")]
+    configmap: Option<String>,
+    /// This replica's name in its Lease (default: the pod name, else host name and port).
+    #[arg(long, env = "POD_NAME")]
+    replica_id: Option<String>,
+    /// How long the replica Lease lives without renewal (it is renewed every third of this).
+    #[arg(long, default_value = "10", value_parser = parse_secs)]
+    lease_duration: Duration,
+    /// Let admins create, update and delete ModelDeployments through `/model/new`,
+    /// `/model/update` and `/model/delete` (cluster mode only).
+    #[arg(long, env = "MODELGATE_MODEL_MANAGEMENT")]
+    model_management: bool,
     #[arg(long, default_value = "0.0.0.0", env = "MODELGATE_HOST")]
     host: String,
     #[arg(long, default_value_t = 4000, env = "MODELGATE_PORT")]
@@ -61,8 +82,15 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let mut filter = tracing_subscriber::EnvFilter::new(&spec);
+    // kube's client logs every failed request as an error; our watches report failures
+    // once, with context, so its line is noise unless asked for.
+    if !spec.contains("kube_client")
+        && let Ok(d) = "kube_client::client::builder=off".parse()
+    {
+        filter = filter.add_directive(d);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -79,19 +107,66 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => Catalog::builtin(),
     };
     let state = Shared::new().context("building the upstream HTTP client")?;
-    let source = FileSource {
-        path: args.config.clone(),
-        defaults: Defaults {
-            max_body_bytes: args.max_body_bytes,
-            master_key_env: std::env::var("LITELLM_MASTER_KEY").ok(),
-        },
-        catalog: Arc::new(catalog),
+    let defaults = Defaults {
+        max_body_bytes: args.max_body_bytes,
+        master_key_env: std::env::var("LITELLM_MASTER_KEY").ok(),
     };
-    // A broken config at start-up is fatal: there is no last good config to fall back to.
-    source
-        .reload(&state)
-        .map_err(|e| anyhow::anyhow!("cannot start: {e}"))?;
-    tokio::spawn(source.watch(state.clone()));
+    let catalog = Arc::new(catalog);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut lease_task = None;
+    match (&args.config, &args.configmap) {
+        (Some(path), _) => {
+            let source = FileSource {
+                path: path.clone(),
+                defaults,
+                catalog,
+            };
+            // A broken file at start-up is fatal: there is no last good config to fall back to.
+            source
+                .reload(&state)
+                .map_err(|e| anyhow::anyhow!("cannot start: {e}"))?;
+            tokio::spawn(source.watch(state.clone()));
+        }
+        (None, Some(cm)) => {
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to the Kubernetes API (kubeconfig or in-cluster)")?;
+            let (namespace, name) = match cm.split_once('/') {
+                Some((ns, name)) => (ns.to_string(), name.to_string()),
+                None => (pod_namespace(&client), cm.clone()),
+            };
+            let identity = args
+                .replica_id
+                .clone()
+                .unwrap_or_else(|| format!("{}-{}", host_name(), args.port));
+            if args.model_management {
+                let _ = state
+                    .model_store
+                    .set(ModelStore::new(client.clone(), &namespace));
+            }
+            let lease = ReplicaLease::new(
+                client.clone(),
+                &namespace,
+                &identity,
+                &name,
+                args.lease_duration,
+            );
+            lease_task = Some(tokio::spawn(lease.run(state.clone(), stop_rx.clone())));
+            tracing::info!(%namespace, configmap = %name, replica = %identity, "serving a ConfigMap");
+            // Readiness stays false until the first valid config arrives.
+            tokio::spawn(
+                ClusterSource {
+                    client,
+                    namespace,
+                    name,
+                    defaults,
+                    catalog,
+                }
+                .run(state.clone()),
+            );
+        }
+        (None, None) => anyhow::bail!("give --config FILE or --configmap NAMESPACE/NAME"),
+    }
     tokio::spawn(health::run(state.clone()));
 
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
@@ -112,7 +187,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         });
     }
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
@@ -129,7 +203,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
             tokio::time::sleep(drain).await;
         } => tracing::warn!("drain timeout reached; closing remaining connections"),
     }
+    if let Some(task) = lease_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     Ok(())
+}
+
+/// The pod's namespace in a cluster, else the kubeconfig's.
+fn pod_namespace(client: &kube::Client) -> String {
+    std::env::var("POD_NAMESPACE")
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| client.default_namespace().to_string())
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "proxy".into())
 }
 
 async fn shutdown_signal() {

@@ -56,6 +56,7 @@ pub struct Metrics {
     pub tokens: Family<TokenLabels, Counter>,
     pub config_reloads: Family<ResultLabels, Counter>,
     pub config_generation: Gauge,
+    pub config_source_errors: Counter,
     pub deployments: Gauge,
     pub health_checks: Family<ResultLabels, Counter>,
 }
@@ -82,6 +83,7 @@ impl Default for Metrics {
         let tokens = Family::<TokenLabels, Counter>::default();
         let config_reloads = Family::<ResultLabels, Counter>::default();
         let config_generation = Gauge::default();
+        let config_source_errors = Counter::default();
         let deployments = Gauge::default();
         let health_checks = Family::<ResultLabels, Counter>::default();
         registry.register(
@@ -115,6 +117,11 @@ impl Default for Metrics {
             config_reloads.clone(),
         );
         registry.register(
+            "config_source_errors",
+            "Problems with the config source (watch errors, missing ConfigMap)",
+            config_source_errors.clone(),
+        );
+        registry.register(
             "config_generation",
             "Generation of the config being served",
             config_generation.clone(),
@@ -138,6 +145,7 @@ impl Default for Metrics {
             tokens,
             config_reloads,
             config_generation,
+            config_source_errors,
             deployments,
             health_checks,
         }

@@ -20,6 +20,12 @@ pub struct Shared {
     pub health: HealthCache,
     /// The last reload failure, shown on readiness until a good config loads.
     last_error: Mutex<Option<String>>,
+    /// What is wrong with the config source itself (a failing watch, a missing ConfigMap),
+    /// shown on readiness until the source recovers. The last good config keeps serving.
+    source_error: Mutex<Option<String>>,
+    /// Creates, updates and deletes ModelDeployments for `/model/new` and friends, when the
+    /// proxy runs in a cluster with model management switched on.
+    pub model_store: std::sync::OnceLock<crate::cluster::manage::ModelStore>,
     /// Warnings already logged, so each is named once rather than on every reload.
     warned: Mutex<BTreeSet<String>>,
     /// Bumped on every swap; the health checker waits on it.
@@ -41,6 +47,8 @@ impl Shared {
             metrics: Metrics::default(),
             health: HealthCache::default(),
             last_error: Mutex::new(None),
+            source_error: Mutex::new(None),
+            model_store: std::sync::OnceLock::new(),
             warned: Mutex::new(BTreeSet::new()),
             changed,
         }))
@@ -96,6 +104,30 @@ impl Shared {
 
     pub fn last_error(&self) -> Option<String> {
         self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Sets or clears the config source's problem; logs and counts each new one.
+    pub fn set_source_error(&self, error: Option<String>) {
+        let mut current = self.source_error.lock().unwrap_or_else(|e| e.into_inner());
+        if *current == error {
+            return;
+        }
+        match &error {
+            Some(e) => {
+                tracing::warn!(error = %e, "config source problem; still serving the last good config");
+                self.metrics.config_source_errors.inc();
+            }
+            None if current.is_some() => tracing::info!("config source recovered"),
+            None => {}
+        }
+        *current = error;
+    }
+
+    pub fn source_error(&self) -> Option<String> {
+        self.source_error
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()

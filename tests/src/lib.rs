@@ -13,6 +13,8 @@
 //! // the namespace is deleted when `ns` goes out of scope, also when the test panics
 //! ```
 
+pub mod harness;
+
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -3,230 +3,26 @@
 //! restarts without churn, hand edits, and leader takeover.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{
-    Api, Client,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
+    Api,
+    api::{DeleteParams, PostParams},
 };
-use modelgate_crds::{ModelDeployment, ModelGroupAlias, config::Config};
+use modelgate_crds::{ModelDeployment, ModelGroupAlias};
+use modelgate_tests::harness::{
+    CM, alias, apply, client, condition, config_where, ensure_crds, md, start_operator, status_of,
+    temp_ns, wait_condition,
+};
 use serde_json::{Value, json};
 use std::{
-    future::Future,
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
-
-const CM: &str = "modelgate-router";
-
-struct Operator(Child);
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_operator(ns: &str, lease: &str) -> Operator {
-    let bin = std::path::Path::new(&std::env::var("MODELGATE_BIN_DIR").expect("MODELGATE_BIN_DIR"))
-        .join("modelgate-operator");
-    Operator(
-        Command::new(bin)
-            .args([
-                "--namespace",
-                ns,
-                "--lease-namespace",
-                ns,
-                "--lease-name",
-                lease,
-            ])
-            .args([
-                "--lease-duration",
-                "4",
-                "--admin-port",
-                &free_port().to_string(),
-            ])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-async fn client() -> Client {
-    assert!(
-        std::env::var("KUBECONFIG").is_ok(),
-        "cluster tests need KUBECONFIG; run tests/run.sh or tests/control-plane.sh up"
-    );
-    Client::try_default().await.unwrap()
-}
-
-async fn ensure_crds() {
-    // The same installer as the CRD tests, so both leave the CRDs owned by one manager.
-    modelgate_tests::Cluster::from_env()
-        .ensure_crds()
-        .expect("installing the CRDs");
-}
-
-struct TempNs {
-    name: String,
-    client: Client,
-}
-impl Drop for TempNs {
-    fn drop(&mut self) {
-        let _ = Command::new("kubectl")
-            .args(["delete", "namespace", &self.name, "--wait=false"])
-            .output();
-        let _ = &self.client;
-    }
-}
-
-async fn temp_ns(client: &Client, prefix: &str) -> TempNs {
-    let name = format!(
-        "{prefix}-{}",
-        std::process::id() as u64 * 1000 + (Instant::now().elapsed().subsec_nanos() as u64 % 1000)
-    );
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
-    TempNs {
-        name,
-        client: client.clone(),
-    }
-}
-
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn apply<K>(api: &Api<K>, obj: Value)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + serde::Serialize,
-{
-    let name = obj["metadata"]["name"].as_str().unwrap().to_string();
-    api.patch(
-        &name,
-        &PatchParams::apply("modelgate-tests").force(),
-        &Patch::Apply(&obj),
-    )
-    .await
-    .unwrap();
-}
-
-fn md(name: &str, spec: Value) -> Value {
-    json!({"apiVersion": "modelgate.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name}, "spec": spec})
-}
-
-fn alias(name: &str, spec: Value) -> Value {
-    json!({"apiVersion": "modelgate.dev/v1alpha1", "kind": "ModelGroupAlias", "metadata": {"name": name}, "spec": spec})
-}
-
-/// The rendered config and its generation, once the ConfigMap satisfies `ok`.
-async fn config_where(
-    cms: &Api<ConfigMap>,
-    what: &str,
-    ok: impl Fn(&Config) -> bool,
-) -> (Config, i64) {
-    eventually(what, Duration::from_secs(20), || async {
-        let cm = cms.get_opt(CM).await.ok()??;
-        let text = cm.data.as_ref()?.get("config.yaml")?.clone();
-        let cfg = Config::from_yaml(&text).ok()?;
-        let generation = cm
-            .metadata
-            .annotations
-            .as_ref()?
-            .get("modelgate.dev/config-generation")?
-            .parse()
-            .ok()?;
-        ok(&cfg).then_some((cfg, generation))
-    })
-    .await
-}
-
-fn condition(status: &Value, type_: &str) -> Option<(String, String, String)> {
-    status["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .map(|c| {
-            (
-                c["status"].as_str().unwrap_or("").to_string(),
-                c["reason"].as_str().unwrap_or("").to_string(),
-                c["message"].as_str().unwrap_or("").to_string(),
-            )
-        })
-}
-
-async fn status_of<K>(api: &Api<K>, name: &str) -> Value
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + serde::Serialize,
-{
-    let obj = api.get(name).await.unwrap();
-    serde_json::to_value(obj).unwrap()["status"].clone()
-}
-
-async fn wait_condition<K>(
-    api: &Api<K>,
-    name: &str,
-    type_: &str,
-    status: &str,
-    reason: &str,
-) -> Value
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + serde::Serialize,
-{
-    eventually(
-        &format!("{name} {type_}={status} ({reason})"),
-        Duration::from_secs(20),
-        || async {
-            let st = status_of(api, name).await;
-            let (s, r, _) = condition(&st, type_)?;
-            (s == status && r == reason).then_some(st)
-        },
-    )
-    .await
-}
 
 #[tokio::test]
 async fn renders_reports_and_recovers() {
     let client = client().await;
-    ensure_crds().await;
+    ensure_crds();
     let ns = temp_ns(&client, "mg-op").await;
     let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns.name);
     let aliases: Api<ModelGroupAlias> = Api::namespaced(client.clone(), &ns.name);
@@ -436,7 +232,7 @@ async fn renders_reports_and_recovers() {
 #[tokio::test]
 async fn restarts_cause_no_churn_and_a_standby_takes_over() {
     let client = client().await;
-    ensure_crds().await;
+    ensure_crds();
     let ns = temp_ns(&client, "mg-le").await;
     let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns.name);
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);

@@ -87,6 +87,28 @@ impl Resolver<'_> {
     }
 }
 
+/// The names of the Secrets a config's `secret/<name>/<key>` references point at, found
+/// by the same rule [`Resolver`] resolves them with. Unparseable text has none.
+pub fn secret_names(text: &str) -> std::collections::BTreeSet<String> {
+    fn walk(v: &Value, key: Option<&str>, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            Value::String(s) if key.is_some_and(is_secret_name) => {
+                if let Some((name, _)) = s.strip_prefix("secret/").and_then(|r| r.split_once('/')) {
+                    out.insert(name.to_string());
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, key, out)),
+            Value::Object(map) => map.iter().for_each(|(k, v)| walk(v, Some(k), out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    if let Ok(v) = serde_yaml::from_str::<Value>(text) {
+        walk(&v, None, &mut out);
+    }
+    out
+}
+
 /// Sets `model_info.id` on every entry that lacks one, with LiteLLM's formula: SHA-256 of
 /// `model_name` followed by each `litellm_params` key and value in file order. The same
 /// config therefore gets the same ids under LiteLLM and modelgate.

@@ -25,6 +25,7 @@ pub async fn liveliness() -> Json<&'static str> {
 /// Ready once a config is loaded; reports which one, and the last reload failure if any.
 pub async fn readiness(State(state): State<AppState>) -> Response {
     let error = state.last_error();
+    let source_error = state.source_error();
     match state.snapshot() {
         Some(snap) => Json(json!({
             "status": "healthy",
@@ -33,13 +34,14 @@ pub async fn readiness(State(state): State<AppState>) -> Response {
             "litellm_version": concat!("modelgate-", env!("CARGO_PKG_VERSION")),
             "config": {"generation": snap.meta.generation, "hash": snap.meta.hash,
                        "source": snap.meta.source, "deployments": snap.deployments.len(),
-                       "last_reload_error": error},
+                       "last_reload_error": error, "source_error": source_error},
         }))
         .into_response(),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "unhealthy", "db": "Not connected",
-                        "config": {"generation": null, "last_reload_error": error},
+                        "config": {"generation": null, "last_reload_error": error,
+                                   "source_error": source_error},
                         "reason": "no valid config loaded yet"})),
         )
             .into_response(),
