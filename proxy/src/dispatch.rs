@@ -1,28 +1,29 @@
-//! One inference request from body to response: parse, resolve the model, pick a
-//! deployment, call it (or its mock), and relay the answer with LiteLLM's headers.
+//! One inference request from body to response: parse, resolve the model, then LiteLLM's
+//! control flow — retries within the group (each re-selecting a deployment), then
+//! fallbacks to other groups (context-window, content-policy or generic), each fallback
+//! group with its own retries, bounded by `max_fallbacks`. The single call is in
+//! [`crate::attempt`]; the choice of deployment in [`crate::router::pick`].
 
 use crate::{
+    attempt::{self, Call},
     error::ApiError,
-    metrics::{DeploymentLabels, UpstreamErrorLabels},
-    mock::{self, MockAnswer},
-    relay::{self, Usage},
     router::{
-        Route, Snapshot,
+        Route, Snapshot, cooldown,
         deployment::{Deployment, Endpoint},
-        pattern, select,
+        failure::{ErrorClass, Failure},
+        pick::{self, Ask, NoPick},
+        policy::{self, Policy},
+        tokens,
     },
     state::AppState,
-    upstream::{self, UpstreamError},
 };
 use axum::{
-    body::Body,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
-use futures::StreamExt;
 use serde_json::{Map, Value};
-use std::{sync::Arc, time::Duration, time::Instant};
+use std::{collections::HashSet, sync::Arc, time::Duration, time::Instant};
 
 /// An inference call as the HTTP layer hands it over.
 pub struct Inference {
@@ -49,6 +50,66 @@ pub async fn handle(state: AppState, snap: Arc<Snapshot>, call: Inference) -> Re
         started.elapsed(),
     );
     resp
+}
+
+/// What the request body asks of the router (and the test hooks it sets).
+struct Options {
+    num_retries: Option<u32>,
+    disable_fallbacks: bool,
+    /// A client-side list: groups tried in order, instead of the configured fallbacks.
+    fallbacks: Option<Vec<String>>,
+    context_window_fallbacks: Option<Vec<(String, Vec<String>)>>,
+    content_policy_fallbacks: Option<Vec<(String, Vec<String>)>>,
+    /// `mock_testing_*`: the error the first attempt fails with, without calling upstream.
+    mock_error: Option<(ErrorClass, bool)>,
+    region: Option<String>,
+}
+
+impl Options {
+    fn from_body(body: &Map<String, Value>) -> Self {
+        let flag = |k: &str| body.get(k).and_then(Value::as_bool) == Some(true);
+        // (class, skips retries)
+        let mock_error = if flag("mock_testing_fallbacks") {
+            Some((ErrorClass::InternalServer, true))
+        } else if flag("mock_testing_context_fallbacks") {
+            Some((ErrorClass::ContextWindow, true))
+        } else if flag("mock_testing_content_policy_fallbacks") {
+            Some((ErrorClass::ContentPolicy, true))
+        } else if flag("mock_testing_rate_limit_error") {
+            Some((ErrorClass::RateLimit, false))
+        } else {
+            None
+        };
+        let list = |k: &str| {
+            policy::fallback_list(body.get(k), k)
+                .ok()
+                .filter(|l| !l.is_empty())
+        };
+        Self {
+            num_retries: body
+                .get("num_retries")
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok()),
+            disable_fallbacks: flag("disable_fallbacks"),
+            fallbacks: body
+                .get("fallbacks")
+                .and_then(Value::as_array)
+                .and_then(|a| {
+                    let groups: Vec<String> = a
+                        .iter()
+                        .filter_map(|g| g.as_str().map(String::from))
+                        .collect();
+                    (!groups.is_empty()).then_some(groups)
+                }),
+            context_window_fallbacks: list("context_window_fallbacks"),
+            content_policy_fallbacks: list("content_policy_fallbacks"),
+            mock_error,
+            region: body
+                .get("allowed_model_region")
+                .and_then(Value::as_str)
+                .map(String::from),
+        }
+    }
 }
 
 /// Returns the metrics label for the model group with the outcome.
@@ -86,171 +147,402 @@ async fn run(
         );
     };
     let group = route.requested.clone();
-    let result = attempt(state, snap, call, &route, &body).await;
-    (group, result)
-}
-
-async fn attempt(
-    state: &AppState,
-    snap: &Snapshot,
-    call: &Inference,
-    route: &Route,
-    body: &Map<String, Value>,
-) -> Result<Response, ApiError> {
-    let candidates = select::lowest_order(&route.candidates);
-    let d = select::shuffle(&candidates, &mut rand::rng()).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "throttling_error",
-            format!(
-                "No deployments available for selected model. Passed model={}",
-                route.requested
-            ),
-        )
-    })?;
     let stream = call.endpoint != Endpoint::Embeddings
         && body.get("stream").and_then(Value::as_bool) == Some(true);
-    let headers = litellm_headers(d, &route.requested);
-
-    if let Some(mock) = body.get("mock_response").or(d.mock_response.as_ref()) {
-        let answer = mock::answer(mock, call.endpoint, &route.requested, stream)
-            .map_err(|e| with_headers(e, &headers))?;
-        return Ok(match answer {
-            MockAnswer::Json(b) => {
-                respond(StatusCode::OK, "application/json", headers, Body::from(b))
-            }
-            MockAnswer::Sse(b) => {
-                respond(StatusCode::OK, "text/event-stream", headers, Body::from(b))
-            }
-        });
-    }
-
-    let full_model = match &route.captures {
-        Some(caps) => pattern::substitute(&d.model, caps),
-        None => d.model.clone(),
+    let ctx = Ctx {
+        state,
+        snap,
+        policy: &snap.settings.policy,
+        call: Call {
+            endpoint: call.endpoint,
+            headers: &call.headers,
+            body: &body,
+            stream,
+        },
+        opts: Options::from_body(&body),
+        tokens: std::sync::OnceLock::new(),
     };
-    let upstream_model = full_model
-        .split_once('/')
-        .map_or(full_model.as_str(), |(_, m)| m);
-    let timeout = effective_timeout(snap, d, &call.headers, body, stream);
-    let payload = upstream::upstream_body(body, d, upstream_model);
-    let payload = Bytes::from(serde_json::to_vec(&payload).unwrap_or_default());
+    (group, ctx.serve(route).await)
+}
 
-    let labels = DeploymentLabels {
-        model_group: route.requested.clone(),
-        deployment: d.id.clone(),
-    };
-    let sent = Instant::now();
-    let resp = upstream::send(
-        &state.http,
-        d,
-        call.endpoint,
-        upstream_model,
-        payload,
-        timeout,
-    )
-    .await;
-    state
-        .metrics
-        .upstream_duration
-        .get_or_create(&labels)
-        .observe(sent.elapsed().as_secs_f64());
-    let resp = match resp {
-        Ok(r) => r,
-        Err(e) => return Err(upstream_failed(state, &labels, d, &e, &headers)),
-    };
-    let mut headers = headers;
-    copy_rate_headers(resp.headers(), &mut headers);
+/// One request's journey through groups and deployments.
+struct Ctx<'a> {
+    state: &'a AppState,
+    snap: &'a Snapshot,
+    policy: &'a Policy,
+    call: Call<'a>,
+    opts: Options,
+    tokens: std::sync::OnceLock<u64>,
+}
 
-    let is_sse = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    if stream && is_sse {
-        let idle = timeout;
-        let metrics_state = state.clone();
-        let on_end = move |usage: Usage, _complete: bool| {
-            metrics_state.metrics.observe_tokens(
-                &labels.model_group,
-                &labels.deployment,
-                usage.prompt,
-                usage.completion,
-            );
+/// How a group's attempts ended.
+struct GroupOutcome {
+    result: Result<Response, Failure>,
+    retries: u32,
+}
+
+impl Ctx<'_> {
+    async fn serve(&self, route: Route) -> Result<Response, ApiError> {
+        let first = self.with_retries(&route, true, false).await;
+        let original = match first.result {
+            Ok(resp) => return Ok(with_counts(resp, first.retries, 0)),
+            Err(f) => f,
         };
-        let upstream = resp
-            .bytes_stream()
-            .map(|r| r.map_err(std::io::Error::other))
-            .boxed();
-        let relayed = relay::relay_sse(upstream, route.requested.clone(), idle, on_end);
-        return Ok(respond(
-            StatusCode::OK,
-            "text/event-stream",
-            headers,
-            Body::from_stream(relayed),
-        ));
+        if self.opts.disable_fallbacks {
+            return Err(counted(original.error, first.retries, 0));
+        }
+        let (list, for_context) = self.fallback_groups(&route.requested, original.class);
+        if list.is_empty() {
+            return Err(counted(original.error, first.retries, 0));
+        }
+        let mut tried = HashSet::from([route.requested.clone()]);
+        let mut depth = 0;
+        let mut last: Option<String> = None;
+        for group in &list {
+            if depth >= self.policy.max_fallbacks {
+                break;
+            }
+            if !tried.insert(group.clone()) {
+                continue;
+            }
+            depth += 1;
+            let Some(fb) = self.snap.resolve(group) else {
+                last = Some(format!("model group {group} does not exist"));
+                continue;
+            };
+            let outcome = self.with_retries(&fb, false, for_context).await;
+            match outcome.result {
+                Ok(resp) => return Ok(with_counts(resp, outcome.retries, depth)),
+                Err(f) => last = Some(f.error.message),
+            }
+        }
+        let mut e = original.error;
+        e.message = format!(
+            "{}. Received Model Group={}\nAvailable Model Group Fallbacks={:?}{}",
+            e.message,
+            route.requested,
+            list,
+            last.map(|l| format!("\nError doing the fallback: {l}"))
+                .unwrap_or_default()
+        );
+        Err(counted(e, first.retries, depth))
     }
 
-    let bytes = match tokio::time::timeout(timeout, resp.bytes()).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
-            let e = UpstreamError::Connection(format!(
-                "reading the response failed: {}",
-                e.without_url()
-            ));
-            return Err(upstream_failed(state, &labels, d, &e, &headers));
+    /// The groups to fall back to after an error of `class`, and whether they must fit the
+    /// request's context window (checked before sending, not by failing).
+    fn fallback_groups(&self, group: &str, class: ErrorClass) -> (Vec<String>, bool) {
+        let pick = |request: &Option<Vec<(String, Vec<String>)>>,
+                    config: &[(String, Vec<String>)]| {
+            let list = request.as_deref().unwrap_or(config);
+            policy::fallbacks_for(list, group).map(<[String]>::to_vec)
+        };
+        match class {
+            ErrorClass::ContextWindow => {
+                if let Some(l) = pick(
+                    &self.opts.context_window_fallbacks,
+                    &self.policy.context_window_fallbacks,
+                ) {
+                    return (l, true);
+                }
+            }
+            ErrorClass::ContentPolicy => {
+                if let Some(l) = pick(
+                    &self.opts.content_policy_fallbacks,
+                    &self.policy.content_policy_fallbacks,
+                ) {
+                    return (l, false);
+                }
+            }
+            _ => {}
         }
-        Err(_) => {
-            let e = UpstreamError::Timeout(timeout);
-            return Err(upstream_failed(state, &labels, d, &e, &headers));
-        }
-    };
-    let (out, usage, content_type) = if stream {
-        let (b, u) = relay::completion_to_sse(&bytes, &route.requested);
-        (b, u, "text/event-stream")
-    } else {
-        let (b, u) = relay::restamp_json(&bytes, &route.requested);
-        (b, u, "application/json")
-    };
-    state.metrics.observe_tokens(
-        &labels.model_group,
-        &labels.deployment,
-        usage.prompt,
-        usage.completion,
-    );
-    Ok(respond(
-        StatusCode::OK,
-        content_type,
-        headers,
-        Body::from(out),
-    ))
-}
+        let generic = match &self.opts.fallbacks {
+            Some(client_side) => client_side.clone(),
+            None => policy::fallbacks_for(&self.policy.fallbacks, group)
+                .map(<[String]>::to_vec)
+                .unwrap_or_default(),
+        };
+        (generic, class == ErrorClass::ContextWindow)
+    }
 
-fn upstream_failed(
-    state: &AppState,
-    labels: &DeploymentLabels,
-    d: &Deployment,
-    e: &UpstreamError,
-    headers: &HeaderMap,
-) -> ApiError {
-    state
-        .metrics
-        .upstream_errors
-        .get_or_create(&UpstreamErrorLabels {
-            model_group: labels.model_group.clone(),
-            deployment: labels.deployment.clone(),
-            error: e.label(),
+    fn input_tokens(&self, route: &Route) -> u64 {
+        *self.tokens.get_or_init(|| {
+            let model = route.candidates.first().map_or("", |d| d.model.as_str());
+            tokens::count(model, self.call.body)
         })
-        .inc();
-    tracing::warn!(deployment = %d.id, model = %d.model, error = ?e, "upstream call failed");
-    with_headers(e.to_api_error(d), headers)
+    }
+
+    /// Tries a group until it succeeds or its retries are spent; returns the first error.
+    async fn with_retries(
+        &self,
+        route: &Route,
+        first_group: bool,
+        fit_context: bool,
+    ) -> GroupOutcome {
+        let candidates = &route.candidates;
+        let needs_tokens = fit_context
+            || self.policy.pre_call_checks
+            || (self.policy.enforces_limits() && candidates.iter().any(|d| d.tpm.is_some()));
+        let ask = Ask {
+            stream: self.call.stream,
+            input_tokens: needs_tokens.then(|| self.input_tokens(route)),
+            region: self.opts.region.as_deref(),
+        };
+        let mut first: Option<Failure> = None;
+        let mut retries = 0u32;
+        let mut budget: Option<u32> = None;
+        loop {
+            let picked = if fit_context && !self.policy.pre_call_checks {
+                // Context-window fallbacks skip a too-small model before calling it.
+                let mut p = self.policy.clone();
+                p.pre_call_checks = true;
+                pick::pick(&p, &self.state.live, candidates, &ask)
+            } else {
+                pick::pick(self.policy, &self.state.live, candidates, &ask)
+            };
+            let d = match picked {
+                Ok(d) => d,
+                Err(no) => {
+                    let f = first.unwrap_or_else(|| {
+                        no_pick_failure(&route.requested, no, self.policy.pre_call_checks)
+                    });
+                    return GroupOutcome {
+                        result: Err(f),
+                        retries,
+                    };
+                }
+            };
+            let result = match self.opts.mock_error.filter(|_| first_group && retries == 0) {
+                Some((class, _)) => Err(mock_failure(class, &d)),
+                None => {
+                    let timeout = effective_timeout(
+                        self.snap,
+                        &d,
+                        self.call.headers,
+                        self.call.body,
+                        self.call.stream,
+                    );
+                    attempt::call_deployment(self.state, self.snap, &self.call, route, &d, timeout)
+                        .await
+                }
+            };
+            let f = match result {
+                Ok(mut resp) => {
+                    self.rate_limit_headers(route, &mut resp);
+                    if retries > 0 {
+                        let max = budget.unwrap_or(0).to_string();
+                        if let Ok(v) = HeaderValue::from_str(&max) {
+                            resp.headers_mut().insert("x-litellm-max-retries", v);
+                        }
+                    }
+                    return GroupOutcome {
+                        result: Ok(resp),
+                        retries,
+                    };
+                }
+                Err(f) => f,
+            };
+            cooldown::on_failure(self.policy, &self.state.live, &d, candidates.len(), &f);
+            let skip_retries =
+                self.opts.mock_error.is_some_and(|(_, skip)| skip) && first_group && retries == 0;
+            let max = *budget.get_or_insert_with(|| {
+                let default = self
+                    .opts
+                    .num_retries
+                    .or(d.num_retries)
+                    .unwrap_or(self.policy.num_retries);
+                self.policy.retries_for(&route.requested, f.class, default)
+            });
+            let healthy = candidates
+                .iter()
+                .filter(|c| self.state.live.cooldown(&c.id).is_none())
+                .count();
+            let give_up =
+                skip_retries || retries >= max || !self.retryable(&f, candidates.len(), healthy);
+            let pause = self.retry_pause(&f, first.as_ref(), candidates.len(), healthy, retries);
+            // The first error is the one the client sees if every retry fails too.
+            let first_err = first.take().unwrap_or(f);
+            if give_up {
+                return GroupOutcome {
+                    result: Err(first_err),
+                    retries,
+                };
+            }
+            first = Some(first_err);
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+            retries += 1;
+        }
+    }
+
+    /// LiteLLM's `should_retry_this_error`, plus: a bad request is never retried, since it
+    /// fails the same way on every deployment.
+    fn retryable(&self, f: &Failure, group_size: usize, healthy: usize) -> bool {
+        match f.class {
+            ErrorClass::NotFound | ErrorClass::BadRequest => false,
+            ErrorClass::ContextWindow => {
+                self.policy.context_window_fallbacks.is_empty()
+                    && self.opts.context_window_fallbacks.is_none()
+                    && healthy > 0
+            }
+            ErrorClass::ContentPolicy => {
+                self.policy.content_policy_fallbacks.is_empty()
+                    && self.opts.content_policy_fallbacks.is_none()
+                    && healthy > 0
+            }
+            ErrorClass::Authentication => group_size > 1 && healthy > 0,
+            ErrorClass::RateLimit if healthy == 0 && !self.policy.fallbacks.is_empty() => false,
+            _ => healthy > 0,
+        }
+    }
+
+    /// No pause when another healthy deployment exists; else the first error's Retry-After
+    /// (up to 60 s), else capped exponential backoff with jitter, never below `retry_after`.
+    fn retry_pause(
+        &self,
+        f: &Failure,
+        first: Option<&Failure>,
+        group_size: usize,
+        healthy: usize,
+        attempt: u32,
+    ) -> Duration {
+        if group_size > 1 && healthy >= 1 {
+            return Duration::ZERO;
+        }
+        let retry_after = first
+            .unwrap_or(f)
+            .retry_after
+            .filter(|d| *d <= Duration::from_secs(60));
+        let pause = retry_after.unwrap_or_else(|| {
+            let base = (0.5 * 2f64.powi(i32::try_from(attempt).unwrap_or(16))).min(8.0);
+            Duration::from_secs_f64(base * (1.0 - 0.25 * rand::random::<f64>()))
+        });
+        pause.max(self.policy.retry_after)
+    }
+
+    /// `x-ratelimit-*` for the group when its deployments set limits and the upstream did
+    /// not send its own: the group's limits summed, minus this minute's usage.
+    fn rate_limit_headers(&self, route: &Route, resp: &mut Response) {
+        if resp
+            .headers()
+            .contains_key("x-ratelimit-remaining-requests")
+        {
+            return;
+        }
+        let (mut rpm, mut tpm, mut used_r, mut used_t) = (None::<u64>, None::<u64>, 0, 0);
+        for d in route.candidates.iter() {
+            let u = self.state.live.usage(&d.id);
+            if let Some(l) = d.rpm {
+                *rpm.get_or_insert(0) += l;
+                used_r += u.requests;
+            }
+            if let Some(l) = d.tpm {
+                *tpm.get_or_insert(0) += l;
+                used_t += u.tokens;
+            }
+        }
+        let h = resp.headers_mut();
+        let mut put = |name: &'static str, v: u64| {
+            h.insert(name, HeaderValue::from(v));
+        };
+        if let Some(l) = rpm {
+            put("x-ratelimit-limit-requests", l);
+            put("x-ratelimit-remaining-requests", l.saturating_sub(used_r));
+        }
+        if let Some(l) = tpm {
+            put("x-ratelimit-limit-tokens", l);
+            put("x-ratelimit-remaining-tokens", l.saturating_sub(used_t));
+        }
+    }
 }
 
-fn with_headers(mut e: ApiError, headers: &HeaderMap) -> ApiError {
-    for (k, v) in headers {
-        e.headers.push((k.clone(), v.clone()));
+fn mock_failure(class: ErrorClass, d: &Deployment) -> Failure {
+    let (status, kind, name) = match class {
+        ErrorClass::ContextWindow => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "ContextWindowExceededError",
+        ),
+        ErrorClass::ContentPolicy => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "ContentPolicyViolationError",
+        ),
+        ErrorClass::RateLimit => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttling_error",
+            "RateLimitError",
+        ),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_server_error",
+            "InternalServerError",
+        ),
+    };
+    let mut f = Failure::new(
+        class,
+        ApiError::new(
+            status,
+            kind,
+            format!("litellm.{name}: mock_testing error for {}", d.model),
+        ),
+    );
+    f.deployment = Some(d.id.clone());
+    f
+}
+
+fn no_pick_failure(group: &str, no: NoPick, pre_call_checks: bool) -> Failure {
+    let rate_limited = |left: Duration, why: String| {
+        let secs = left.as_secs_f64().ceil().max(1.0) as u64;
+        Failure {
+            class: ErrorClass::RateLimit,
+            error: ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttling_error",
+                format!("No deployments available for selected model, Try again in {secs} seconds. Passed model={group}. pre-call-checks={pre_call_checks}, {why}"),
+            )
+            .with_header("retry-after", &secs.to_string()),
+            retry_after: Some(left),
+            deployment: None,
+        }
+    };
+    match no {
+        NoPick::CoolingDown(left, ids) => rate_limited(left, format!("cooldown_list={ids:?}")),
+        NoPick::OverLimit(left, ids) => rate_limited(
+            left,
+            format!("every deployment is at its rpm/tpm limit for this minute: {ids:?}"),
+        ),
+        NoPick::Region(r) => rate_limited(
+            Duration::from_secs(1),
+            format!("no deployment in allowed_model_region={r}"),
+        ),
+        NoPick::ContextWindow { max, got } => Failure::new(
+            ErrorClass::ContextWindow,
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                format!(
+                    "litellm.ContextWindowExceededError: Context Window exceeded for given call. No models have context window large enough for this call. Model={group}, Max Input Tokens={max}, Got={got}"
+                ),
+            ),
+        ),
+        NoPick::Empty => rate_limited(Duration::from_secs(1), "no deployments".into()),
     }
-    e
+}
+
+fn with_counts(mut resp: Response, retries: u32, fallbacks: u32) -> Response {
+    let h = resp.headers_mut();
+    h.insert("x-litellm-attempted-retries", HeaderValue::from(retries));
+    h.insert(
+        "x-litellm-attempted-fallbacks",
+        HeaderValue::from(fallbacks),
+    );
+    resp
+}
+
+fn counted(e: ApiError, retries: u32, fallbacks: u32) -> ApiError {
+    e.with_header("x-litellm-attempted-retries", &retries.to_string())
+        .with_header("x-litellm-attempted-fallbacks", &fallbacks.to_string())
 }
 
 /// The effective timeout, LiteLLM's precedence: header or request > deployment > router.
@@ -286,7 +578,8 @@ fn effective_timeout(
         .unwrap_or(plain)
 }
 
-fn litellm_headers(d: &Deployment, requested: &str) -> HeaderMap {
+/// Headers every response from a deployment carries.
+pub fn litellm_headers(d: &Deployment, requested: &str) -> HeaderMap {
     let mut h = HeaderMap::with_capacity(8);
     let mut put = |name: &'static str, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
@@ -302,43 +595,9 @@ fn litellm_headers(d: &Deployment, requested: &str) -> HeaderMap {
             base.split('?').next().unwrap_or(base),
         );
     }
-    put("x-litellm-attempted-retries", "0");
-    put("x-litellm-attempted-fallbacks", "0");
+    if let Some(region) = &d.region {
+        put("x-litellm-model-region", region);
+    }
     put("x-litellm-call-id", &uuid::Uuid::new_v4().to_string());
     h
-}
-
-fn copy_rate_headers(from: &reqwest::header::HeaderMap, to: &mut HeaderMap) {
-    for (k, v) in from {
-        let name = k.as_str();
-        if name.starts_with("x-ratelimit-") || name == "retry-after" {
-            if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
-                to.insert(k.clone(), v);
-            }
-        } else if name == "x-request-id"
-            && let Ok(v) = HeaderValue::from_bytes(v.as_bytes())
-        {
-            to.insert("llm_provider-x-request-id", v);
-        }
-    }
-}
-
-fn respond(
-    status: StatusCode,
-    content_type: &'static str,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let mut resp = Response::new(body);
-    *resp.status_mut() = status;
-    *resp.headers_mut() = headers;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if content_type == "text/event-stream" {
-        resp.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        resp.headers_mut()
-            .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    }
-    resp
 }

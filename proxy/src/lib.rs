@@ -2,6 +2,7 @@
 //! an [`AppState`] whose config snapshot is swapped atomically on reload.
 
 pub mod app;
+pub mod attempt;
 pub mod auth;
 pub mod catalog;
 pub mod cluster;

@@ -18,6 +18,8 @@ pub struct Shared {
     pub http: reqwest::Client,
     pub metrics: Metrics,
     pub health: HealthCache,
+    /// Usage, cooldowns, in-flight counts and latencies, kept across reloads.
+    pub live: Arc<crate::router::live::Live>,
     /// The last reload failure, shown on readiness until a good config loads.
     last_error: Mutex<Option<String>>,
     /// What is wrong with the config source itself (a failing watch, a missing ConfigMap),
@@ -46,6 +48,7 @@ impl Shared {
             http,
             metrics: Metrics::default(),
             health: HealthCache::default(),
+            live: Arc::default(),
             last_error: Mutex::new(None),
             source_error: Mutex::new(None),
             model_store: std::sync::OnceLock::new(),

@@ -117,8 +117,9 @@ async fn oversized_bodies_get_413() {
 #[tokio::test]
 async fn upstream_errors_keep_their_status() {
     let up = MockUpstream::start(Reply::ok()).await.unwrap();
+    // Retries are tested in routing.rs; here each error must reach the client as it is.
     let s = state(&format!(
-        "model_list: [{{model_name: g, litellm_params: {{model: openai/gpt-4o, api_base: '{}', api_key: sk-upstream-secret}}}}]",
+        "router_settings: {{num_retries: 0, disable_cooldowns: true}}\nmodel_list: [{{model_name: g, litellm_params: {{model: openai/gpt-4o, api_base: '{}', api_key: sk-upstream-secret}}}}]",
         up.url()
     ));
     up.script([
@@ -162,7 +163,7 @@ async fn upstream_errors_keep_their_status() {
 #[tokio::test]
 async fn unreachable_and_slow_upstreams() {
     let s = state(
-        "model_list: [{model_name: down, litellm_params: {model: openai/x, api_base: 'http://127.0.0.1:9/v1'}}]",
+        "router_settings: {num_retries: 0}\nmodel_list: [{model_name: down, litellm_params: {model: openai/x, api_base: 'http://127.0.0.1:9/v1'}}]",
     );
     let r = call(&s, post("/v1/chat/completions", chat("down"))).await;
     assert_eq!(r.status(), 500);
@@ -179,7 +180,7 @@ async fn unreachable_and_slow_upstreams() {
         .await
         .unwrap();
     let s = state(&format!(
-        "model_list: [{{model_name: slow, litellm_params: {{model: openai/x, api_base: '{}', timeout: 0.2}}}}]",
+        "router_settings: {{num_retries: 0}}\nmodel_list: [{{model_name: slow, litellm_params: {{model: openai/x, api_base: '{}', timeout: 0.2}}}}]",
         up.url()
     ));
     let started = std::time::Instant::now();

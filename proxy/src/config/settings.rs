@@ -36,6 +36,8 @@ pub struct Settings {
     pub background_health_checks: bool,
     pub health_check_interval: Duration,
     pub health_check_details: bool,
+    /// Strategy, retries, cooldowns, fallbacks, pre-call checks.
+    pub policy: crate::router::policy::Policy,
 }
 
 /// LiteLLM's `request_timeout` default.
@@ -82,6 +84,8 @@ impl Settings {
                 .filter(|d| !d.is_zero())
                 .unwrap_or(DEFAULT_HEALTH_INTERVAL),
             health_check_details: gs.health_check_details.unwrap_or(true),
+            policy: crate::router::policy::Policy::from_config(config)
+                .map_err(ConfigError::Invalid)?,
         })
     }
 }
@@ -89,11 +93,39 @@ impl Settings {
 /// Settings modelgate reads and honours; anything else that is set gets a warning.
 const ROUTER_SUPPORTED: &[&str] = &[
     "routing_strategy",
+    "routing_strategy_args",
     "model_group_alias",
     "timeout",
     "stream_timeout",
+    "num_retries",
+    "retry_policy",
+    "model_group_retry_policy",
+    "retry_after",
+    "allowed_fails",
+    "allowed_fails_policy",
+    "cooldown_time",
+    "disable_cooldowns",
+    "fallbacks",
+    "context_window_fallbacks",
+    "content_policy_fallbacks",
+    "default_fallbacks",
+    "max_fallbacks",
+    "enable_pre_call_checks",
 ];
-const LITELLM_SUPPORTED: &[&str] = &["request_timeout", "model_alias_map"];
+const LITELLM_SUPPORTED: &[&str] = &[
+    "request_timeout",
+    "model_alias_map",
+    "num_retries",
+    "retry_policy",
+    "allowed_fails",
+    "cooldown_time",
+    "disable_cooldowns",
+    "fallbacks",
+    "context_window_fallbacks",
+    "content_policy_fallbacks",
+    "default_fallbacks",
+    "max_fallbacks",
+];
 const GENERAL_SUPPORTED: &[&str] = &[
     "master_key",
     "background_health_checks",
@@ -122,13 +154,6 @@ pub fn unsupported(config: &Config) -> Vec<String> {
                 out.push(format!("{section}.{key}"));
             }
         }
-    }
-    if let Some(s) = &config.router_settings.routing_strategy
-        && s != "simple-shuffle"
-    {
-        out.push(format!(
-            "router_settings.routing_strategy={s} (simple-shuffle is used for now)"
-        ));
     }
     for key in config.extra.keys() {
         out.push(key.clone());

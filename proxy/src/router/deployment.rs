@@ -110,6 +110,10 @@ pub struct Deployment {
     pub timeout: Option<Duration>,
     pub stream_timeout: Option<Duration>,
     pub region: Option<String>,
+    /// `litellm_params.cooldown_time`: this deployment's cooldown (0 = never cooled down).
+    pub cooldown_time: Option<Duration>,
+    /// `litellm_params.num_retries`: retries after this deployment fails.
+    pub num_retries: Option<u32>,
     pub mock_response: Option<Value>,
     /// Extra `litellm_params` sent in the request body unless the client set them.
     pub passthrough: Map<String, Value>,
@@ -125,8 +129,34 @@ pub struct Deployment {
     pub is_wildcard: bool,
 }
 
+impl Deployment {
+    /// The context window the pre-call check compares against: `model_info.max_input_tokens`
+    /// (the user's value, else the catalog's for the model or its `base_model`).
+    pub fn max_input_tokens(&self) -> Option<u64> {
+        self.model_info
+            .get("max_input_tokens")
+            .and_then(Value::as_u64)
+    }
+
+    /// Input plus output cost per token for cost-based routing; LiteLLM's 5.0 when unknown.
+    pub fn cost_per_token(&self) -> f64 {
+        let get = |k: &str| {
+            self.public_params
+                .get(k)
+                .or_else(|| self.model_info.get(k))
+                .and_then(Value::as_f64)
+        };
+        match (get("input_cost_per_token"), get("output_cost_per_token")) {
+            (None, None) => 5.0,
+            (i, o) => i.unwrap_or(0.0) + o.unwrap_or(0.0),
+        }
+    }
+}
+
 /// Keys that are router or accounting settings, never sent to the provider.
 const NOT_FORWARDED: &[&str] = &[
+    "cooldown_time",
+    "num_retries",
     "input_cost_per_token",
     "output_cost_per_token",
     "input_cost_per_second",
@@ -274,7 +304,20 @@ impl Deployment {
             }
         }
 
+        let cooldown_time = p
+            .extra
+            .get("cooldown_time")
+            .and_then(Value::as_f64)
+            .filter(|s| *s >= 0.0 && s.is_finite())
+            .map(Duration::from_secs_f64);
+        let num_retries = p
+            .extra
+            .get("num_retries")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok());
         Self {
+            cooldown_time,
+            num_retries,
             id,
             model_name: entry.model_name.clone(),
             model: p.model.clone(),

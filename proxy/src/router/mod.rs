@@ -1,9 +1,15 @@
 //! The router core: an immutable [`Snapshot`] of one validated config. Requests resolve
 //! their model against it, the listings are rendered from it, and a reload swaps in a new one.
 
+pub mod cooldown;
 pub mod deployment;
+pub mod failure;
+pub mod live;
 pub mod pattern;
+pub mod pick;
+pub mod policy;
 pub mod select;
+pub mod tokens;
 
 use crate::{catalog::Catalog, config::Settings, listing::Listing};
 use deployment::Deployment;
