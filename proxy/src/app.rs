@@ -57,6 +57,7 @@ pub fn app(state: AppState) -> Router {
             "/openai/deployments/{model}/embeddings",
             post(inference::embeddings_for_model),
         )
+        .route("/router/cooldowns", get(crate::handlers::router::cooldowns))
         .route("/model/new", post(crate::cluster::manage::new_model))
         .route("/model/update", post(crate::cluster::manage::update_model))
         .route("/model/delete", post(crate::cluster::manage::delete_model))

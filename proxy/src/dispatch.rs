@@ -7,6 +7,7 @@
 use crate::{
     attempt::{self, Call},
     error::ApiError,
+    metrics::{DeploymentLabels, RouteLabels},
     router::{
         Route, Snapshot, cooldown,
         deployment::{Deployment, Endpoint},
@@ -206,6 +207,14 @@ impl Ctx<'_> {
                 continue;
             }
             depth += 1;
+            self.state
+                .metrics
+                .fallbacks
+                .get_or_create(&RouteLabels {
+                    route: "router",
+                    model_group: route.requested.clone(),
+                })
+                .inc();
             let Some(fb) = self.snap.resolve(group) else {
                 last = Some(format!("model group {group} does not exist"));
                 continue;
@@ -341,7 +350,18 @@ impl Ctx<'_> {
                 }
                 Err(f) => f,
             };
-            cooldown::on_failure(self.policy, &self.state.live, &d, candidates.len(), &f);
+            if cooldown::on_failure(self.policy, &self.state.live, &d, candidates.len(), &f)
+                .is_some()
+            {
+                self.state
+                    .metrics
+                    .cooldowns
+                    .get_or_create(&DeploymentLabels {
+                        model_group: route.requested.clone(),
+                        deployment: d.id.clone(),
+                    })
+                    .inc();
+            }
             let skip_retries =
                 self.opts.mock_error.is_some_and(|(_, skip)| skip) && first_group && retries == 0;
             let max = *budget.get_or_insert_with(|| {
@@ -372,6 +392,14 @@ impl Ctx<'_> {
                 tokio::time::sleep(pause).await;
             }
             retries += 1;
+            self.state
+                .metrics
+                .retries
+                .get_or_create(&RouteLabels {
+                    route: "router",
+                    model_group: route.requested.clone(),
+                })
+                .inc();
         }
     }
 

@@ -53,6 +53,9 @@ pub struct Metrics {
     pub request_duration: Family<RouteLabels, Histogram>,
     pub upstream_duration: Family<DeploymentLabels, Histogram>,
     pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    pub cooldowns: Family<DeploymentLabels, Counter>,
+    pub retries: Family<RouteLabels, Counter>,
+    pub fallbacks: Family<RouteLabels, Counter>,
     pub tokens: Family<TokenLabels, Counter>,
     pub config_reloads: Family<ResultLabels, Counter>,
     pub config_generation: Gauge,
@@ -80,6 +83,9 @@ impl Default for Metrics {
             Histogram::new(latency_buckets())
         });
         let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
+        let cooldowns = Family::<DeploymentLabels, Counter>::default();
+        let retries = Family::<RouteLabels, Counter>::default();
+        let fallbacks = Family::<RouteLabels, Counter>::default();
         let tokens = Family::<TokenLabels, Counter>::default();
         let config_reloads = Family::<ResultLabels, Counter>::default();
         let config_generation = Gauge::default();
@@ -105,6 +111,17 @@ impl Default for Metrics {
             "upstream_errors",
             "Failed upstream calls by deployment and error",
             upstream_errors.clone(),
+        );
+        registry.register(
+            "deployment_cooldowns",
+            "Cooldowns started, per deployment",
+            cooldowns.clone(),
+        );
+        registry.register("retries", "Retries within a model group", retries.clone());
+        registry.register(
+            "fallbacks",
+            "Requests that fell back to another model group (by the group asked for)",
+            fallbacks.clone(),
         );
         registry.register(
             "tokens",
@@ -142,6 +159,9 @@ impl Default for Metrics {
             request_duration,
             upstream_duration,
             upstream_errors,
+            cooldowns,
+            retries,
+            fallbacks,
             tokens,
             config_reloads,
             config_generation,

@@ -3,6 +3,7 @@
 pub mod health;
 pub mod inference;
 pub mod models;
+pub mod router;
 
 use crate::{error::ApiError, router::Snapshot, state::AppState};
 use std::sync::Arc;
