@@ -14,6 +14,11 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$MODELGATE_CACHE/target}
 mkdir -p "$MODELGATE_CACHE"
 step() { printf '\n==> %s\n' "$*" >&2; }
 
+step "tools (kube-apiserver, etcd, kubectl, helm, redis-server; cached)"
+tools=$(tests/install-tools.sh)
+MODELGATE_TOOLS_BIN=$(tail -n 1 <<<"$tools")
+export MODELGATE_TOOLS_BIN
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -43,9 +48,6 @@ else
   KUBECONFIG=$(tail -n 1 <<<"$kubeconfig")
   export KUBECONFIG
 fi
-tools=$(tests/install-tools.sh)
-MODELGATE_TOOLS_BIN=$(tail -n 1 <<<"$tools")
-export MODELGATE_TOOLS_BIN
 export PATH="$MODELGATE_TOOLS_BIN:$PATH"
 MODELGATE_BIN_DIR="$CARGO_TARGET_DIR/debug" cargo test -p modelgate-tests --locked -- --test-threads=1
 

@@ -14,6 +14,7 @@ use crate::{
         failure::{ErrorClass, Failure},
         pick::{self, Ask, NoPick},
         policy::{self, Policy},
+        shared::{OnOutage, Take},
         tokens,
     },
     state::AppState,
@@ -300,20 +301,10 @@ impl Ctx<'_> {
         let mut retries = 0u32;
         let mut budget: Option<u32> = None;
         loop {
-            let picked = if fit_context && !self.policy.pre_call_checks {
-                // Context-window fallbacks skip a too-small model before calling it.
-                let mut p = self.policy.clone();
-                p.pre_call_checks = true;
-                pick::pick(&p, &self.state.live, candidates, &ask)
-            } else {
-                pick::pick(self.policy, &self.state.live, candidates, &ask)
-            };
-            let d = match picked {
+            let d = match self.choose(route, &ask, fit_context).await {
                 Ok(d) => d,
                 Err(no) => {
-                    let f = first.unwrap_or_else(|| {
-                        no_pick_failure(&route.requested, no, self.policy.pre_call_checks)
-                    });
+                    let f = first.unwrap_or(no);
                     return GroupOutcome {
                         result: Err(f),
                         retries,
@@ -350,9 +341,17 @@ impl Ctx<'_> {
                 }
                 Err(f) => f,
             };
-            if cooldown::on_failure(self.policy, &self.state.live, &d, candidates.len(), &f)
-                .is_some()
+            if let Some(duration) =
+                cooldown::on_failure(self.policy, &self.state.live, &d, candidates.len(), &f)
             {
+                if let Some(store) = self.state.shared_store() {
+                    store.publish_cooldown(
+                        &d.id,
+                        duration,
+                        f.error.status.as_u16(),
+                        &f.error.message,
+                    );
+                }
                 self.state
                     .metrics
                     .cooldowns
@@ -400,6 +399,54 @@ impl Ctx<'_> {
                     model_group: route.requested.clone(),
                 })
                 .inc();
+        }
+    }
+
+    /// Picks a deployment and, where limits are enforced and Redis is configured, counts it
+    /// for every replica; one that is full elsewhere is dropped and another picked.
+    async fn choose(
+        &self,
+        route: &Route,
+        ask: &Ask<'_>,
+        fit_context: bool,
+    ) -> Result<Arc<Deployment>, Failure> {
+        let mut policy = std::borrow::Cow::Borrowed(self.policy);
+        if fit_context && !self.policy.pre_call_checks {
+            // Context-window fallbacks skip a too-small model before calling it.
+            policy.to_mut().pre_call_checks = true;
+        }
+        let shared = self
+            .state
+            .shared_store()
+            .filter(|_| policy.enforces_limits());
+        loop {
+            let d = pick::pick(&policy, &self.state.live, &route.candidates, ask)
+                .map_err(|no| no_pick_failure(&route.requested, no, policy.pre_call_checks))?;
+            let Some(store) = &shared else { return Ok(d) };
+            if d.rpm.is_none() && d.tpm.is_none() {
+                return Ok(d);
+            }
+            let tokens = ask.input_tokens.unwrap_or(0);
+            match store
+                .take(&self.state.live, &d.id, d.rpm, d.tpm, tokens)
+                .await
+            {
+                Take::Admitted => return Ok(d),
+                // The mirror now holds the shared counts, so the next pick skips it.
+                Take::OverLimit => continue,
+                Take::Unavailable if store.on_outage == OnOutage::Open => return Ok(d),
+                Take::Unavailable => {
+                    return Err(Failure::new(
+                        ErrorClass::RateLimit,
+                        ApiError::new(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "throttling_error",
+                            "The shared rate limiter (redis) is unavailable and redis_failure_mode is closed",
+                        )
+                        .with_header("retry-after", "1"),
+                    ));
+                }
+            }
         }
     }
 

@@ -54,6 +54,7 @@ pub struct Metrics {
     pub upstream_duration: Family<DeploymentLabels, Histogram>,
     pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
     pub cooldowns: Family<DeploymentLabels, Counter>,
+    pub redis_errors: Counter,
     pub retries: Family<RouteLabels, Counter>,
     pub fallbacks: Family<RouteLabels, Counter>,
     pub tokens: Family<TokenLabels, Counter>,
@@ -84,6 +85,7 @@ impl Default for Metrics {
         });
         let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
         let cooldowns = Family::<DeploymentLabels, Counter>::default();
+        let redis_errors = Counter::default();
         let retries = Family::<RouteLabels, Counter>::default();
         let fallbacks = Family::<RouteLabels, Counter>::default();
         let tokens = Family::<TokenLabels, Counter>::default();
@@ -118,6 +120,11 @@ impl Default for Metrics {
             cooldowns.clone(),
         );
         registry.register("retries", "Retries within a model group", retries.clone());
+        registry.register(
+            "redis_errors",
+            "Failed or timed-out Redis calls (limits and cooldowns fell back to local state)",
+            redis_errors.clone(),
+        );
         registry.register(
             "fallbacks",
             "Requests that fell back to another model group (by the group asked for)",
@@ -160,6 +167,7 @@ impl Default for Metrics {
             upstream_duration,
             upstream_errors,
             cooldowns,
+            redis_errors,
             retries,
             fallbacks,
             tokens,

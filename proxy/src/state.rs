@@ -30,6 +30,9 @@ pub struct Shared {
     pub model_store: std::sync::OnceLock<crate::cluster::manage::ModelStore>,
     /// Warnings already logged, so each is named once rather than on every reload.
     warned: Mutex<BTreeSet<String>>,
+    /// The Redis link for shared limits and cooldowns, kept while the config names the same
+    /// Redis.
+    shared_store: ArcSwapOption<crate::router::shared::SharedStore>,
     /// Bumped on every swap; the health checker waits on it.
     changed: watch::Sender<u64>,
 }
@@ -52,6 +55,7 @@ impl Shared {
             last_error: Mutex::new(None),
             source_error: Mutex::new(None),
             model_store: std::sync::OnceLock::new(),
+            shared_store: ArcSwapOption::empty(),
             warned: Mutex::new(BTreeSet::new()),
             changed,
         }))
@@ -73,6 +77,7 @@ impl Shared {
             }
         }
         let snap = loaded.snapshot;
+        self.connect_shared(snap.settings.redis.as_ref());
         tracing::info!(
             generation = snap.meta.generation,
             hash = %&snap.meta.hash[..12.min(snap.meta.hash.len())],
@@ -93,6 +98,45 @@ impl Shared {
         self.config.store(Some(Arc::new(snap)));
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// The Redis link, when the config names one.
+    pub fn shared_store(&self) -> Option<Arc<crate::router::shared::SharedStore>> {
+        self.shared_store.load_full()
+    }
+
+    /// Starts (or keeps, or drops) the Redis link for the config being installed.
+    fn connect_shared(&self, want: Option<&(String, crate::router::shared::OnOutage)>) {
+        let current = self.shared_store.load_full();
+        match (want, &current) {
+            (None, None) => {}
+            (None, Some(_)) => self.shared_store.store(None),
+            (Some((url, mode)), cur) => {
+                let redacted = crate::router::shared::redact(url);
+                if cur.as_ref().is_some_and(|c| {
+                    c.url_redacted == redacted
+                        && c.on_outage == *mode
+                        && c.url_hash == crate::config::hash_text(url)
+                }) {
+                    return;
+                }
+                if tokio::runtime::Handle::try_current().is_err() {
+                    tracing::error!("cannot connect to redis outside the runtime");
+                    return;
+                }
+                match crate::router::shared::SharedStore::start(
+                    url,
+                    *mode,
+                    self.live.clone(),
+                    self.metrics.redis_errors.clone(),
+                ) {
+                    Ok(s) => self.shared_store.store(Some(s)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "redis settings unusable; limits stay local")
+                    }
+                }
+            }
+        }
     }
 
     /// Records a config that failed to load; the current one keeps serving.

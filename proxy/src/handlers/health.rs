@@ -26,11 +26,16 @@ pub async fn liveliness() -> Json<&'static str> {
 pub async fn readiness(State(state): State<AppState>) -> Response {
     let error = state.last_error();
     let source_error = state.source_error();
+    let redis = state.shared_store().map(|s| {
+        let (connected, error) = s.status();
+        json!({"url": s.url_redacted, "connected": connected, "error": error,
+               "on_outage": format!("{:?}", s.on_outage).to_lowercase()})
+    });
     match state.snapshot() {
         Some(snap) => Json(json!({
             "status": "healthy",
             "db": "Not connected",
-            "cache": null,
+            "cache": redis,
             "litellm_version": concat!("modelgate-", env!("CARGO_PKG_VERSION")),
             "config": {"generation": snap.meta.generation, "hash": snap.meta.hash,
                        "source": snap.meta.source, "deployments": snap.deployments.len(),

@@ -115,6 +115,16 @@ impl Live {
             .requests += 1;
     }
 
+    /// Learns the shared (all replicas') counts for a minute; local counts never go down.
+    pub fn mirror(&self, id: &str, minute: u64, requests: u64, tokens: u64) {
+        let mut map = lock(&self.usage);
+        let u = map.entry(id.to_string()).or_default().current(minute);
+        if u.minute == minute {
+            u.requests = u.requests.max(requests);
+            u.tokens = u.tokens.max(tokens);
+        }
+    }
+
     pub fn add_tokens(&self, id: &str, tokens: u64) {
         if tokens == 0 {
             return;

@@ -9,6 +9,7 @@ pub mod pattern;
 pub mod pick;
 pub mod policy;
 pub mod select;
+pub mod shared;
 pub mod tokens;
 
 use crate::{catalog::Catalog, config::Settings, listing::Listing};
