@@ -61,6 +61,7 @@ pub async fn call_deployment(
         let answer = mock::answer(mock, call.endpoint, &route.requested, call.stream)
             .map_err(|e| fail(ErrorClass::classify(e.status, &e.message), e, None))?;
         state.live.record_success(&d.id);
+        state.add_tokens(&d.id, mock::usage_tokens(call.endpoint));
         return Ok(match answer {
             MockAnswer::Json(b) => respond(
                 StatusCode::OK,
@@ -180,9 +181,7 @@ pub async fn call_deployment(
                 usage.prompt,
                 usage.completion,
             );
-            live_state
-                .live
-                .add_tokens(&id, usage.prompt + usage.completion);
+            live_state.add_tokens(&id, usage.prompt + usage.completion);
             if complete {
                 live_state.live.record_success(&id);
                 let per_token = |s: f64| s / usage.completion.max(1) as f64;
@@ -227,9 +226,7 @@ pub async fn call_deployment(
         usage.prompt,
         usage.completion,
     );
-    state
-        .live
-        .add_tokens(&d.id, usage.prompt + usage.completion);
+    state.add_tokens(&d.id, usage.prompt + usage.completion);
     state.live.record_success(&d.id);
     let secs = sent.elapsed().as_secs_f64();
     state.live.record_latency(

@@ -49,6 +49,14 @@ fn mock_error(text: &str) -> Option<ApiError> {
     Some(ApiError::new(status, kind, msg))
 }
 
+/// Tokens a mock answer reports (LiteLLM's fixed usage), for the tpm counters.
+pub fn usage_tokens(endpoint: Endpoint) -> u64 {
+    match endpoint {
+        Endpoint::Embeddings => 10,
+        _ => 30,
+    }
+}
+
 /// Answers a request from a mock value.
 pub fn answer(
     mock: &Value,

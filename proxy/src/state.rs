@@ -100,6 +100,14 @@ impl Shared {
         self.changed.send_modify(|n| *n += 1);
     }
 
+    /// Counts a response's tokens for its deployment, here and (when configured) in Redis.
+    pub fn add_tokens(&self, id: &str, tokens: u64) {
+        self.live.add_tokens(id, tokens);
+        if let Some(store) = self.shared_store() {
+            store.add_tokens(id, tokens);
+        }
+    }
+
     /// The Redis link, when the config names one.
     pub fn shared_store(&self) -> Option<Arc<crate::router::shared::SharedStore>> {
         self.shared_store.load_full()

@@ -290,5 +290,28 @@ async fn three_replicas_share_limits_and_cooldowns_and_survive_redis_outages() {
         count >= 30,
         "all three replicas counted in the restarted redis ({count})"
     );
+    // Tokens are settled in the shared counter too (the mock answer reports 30 per call).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = Command::new("redis-cli")
+            .args([
+                "-p",
+                &redis_port.to_string(),
+                "GET",
+                &key.replace(":rpm:", ":tpm:"),
+            ])
+            .output()
+            .unwrap();
+        let tokens: u64 = String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        if tokens >= 30 * 30 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "shared tpm counter at {tokens}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     drop(server);
 }
