@@ -27,11 +27,11 @@ pub fn crds() -> Vec<(&'static str, Crd)> {
     vec![
         (
             "modeldeployments.yaml",
-            without_unknown_formats(ModelDeployment::crd()),
+            kept(without_unknown_formats(ModelDeployment::crd())),
         ),
         (
             "modelgroupaliases.yaml",
-            without_unknown_formats(ModelGroupAlias::crd()),
+            kept(without_unknown_formats(ModelGroupAlias::crd())),
         ),
     ]
 }
@@ -60,6 +60,15 @@ fn without_unknown_formats(crd: Crd) -> Crd {
     };
     walk(&mut v);
     serde_json::from_value(v).unwrap_or(crd)
+}
+
+/// `helm uninstall` of the CRD chart must not delete every ModelDeployment with it.
+fn kept(mut crd: Crd) -> Crd {
+    crd.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert("helm.sh/resource-policy".into(), "keep".into());
+    crd
 }
 
 /// The YAML crdgen writes for one CRD (with a header saying where it comes from).

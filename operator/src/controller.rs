@@ -181,6 +181,7 @@ impl Controller {
             secrets,
             replicas,
             replicas_seen_since,
+            home: namespace.map(String::from),
         });
         Self {
             ctx,

@@ -43,6 +43,9 @@ pub struct Context {
     pub replicas: Store<Lease>,
     /// Since when the Lease watch has run without a gap (or this replica has led).
     pub replicas_seen_since: Arc<std::sync::Mutex<std::time::Instant>>,
+    /// The namespace given with `--namespace`: it always gets a router ConfigMap, even
+    /// empty, so its proxies become ready before the first model is declared.
+    pub home: Option<String>,
 }
 
 fn in_ns<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>, ns: &str) -> Vec<K> {
@@ -71,7 +74,11 @@ pub async fn reconcile(ctx: &Context, ns: &str) -> Result<Option<Timestamp>> {
 
     let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
     let current = cms.get_opt(&ctx.configmap_name).await?;
-    if deployments.is_empty() && aliases.is_empty() && current.is_none() {
+    if deployments.is_empty()
+        && aliases.is_empty()
+        && current.is_none()
+        && ctx.home.as_deref() != Some(ns)
+    {
         // Nothing declared here and nothing written before: not a gateway namespace.
         return Ok(None);
     }
@@ -309,6 +316,9 @@ async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, event: &
 /// Namespaces that hold any of the watched resources.
 pub fn namespaces(ctx: &Context) -> BTreeMap<String, ()> {
     let mut out = BTreeMap::new();
+    if let Some(home) = &ctx.home {
+        out.insert(home.clone(), ());
+    }
     for ns in ctx.deployments.state().iter().filter_map(|o| o.namespace()) {
         out.insert(ns, ());
     }

@@ -157,17 +157,26 @@ async fn declared_state_reaches_every_replica() {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
     let mock = MockUpstream::start(Reply::ok()).await.unwrap();
     apply(&secrets, secret("upstream", "key-1")).await;
-    let _op = start_operator(&ns.name, "op");
     let a = Proxy::start(&ns.name, "a", &["--model-management"], KEY);
     let b = Proxy::start(&ns.name, "b", &["--model-management"], KEY);
     let http = http();
 
-    // No config yet: not ready, and saying why.
+    // No ConfigMap yet: not ready, and saying why.
     let r = eventually("proxy a answers", Duration::from_secs(10), || async {
         http.get(a.url("/health/readiness")).send().await.ok()
     })
     .await;
     assert_eq!(r.status(), 503);
+    // The operator writes an empty config for its namespace: ready, with no models.
+    let _op = start_operator(&ns.name, "op");
+    visible_on_all(
+        "empty config",
+        &[&a, &b],
+        "/v1/models",
+        Instant::now(),
+        |v| v["data"].as_array().is_some_and(Vec::is_empty),
+    )
+    .await;
 
     // Apply: a deployment with its key in a Secret.
     let spec = |rpm: u64, max_input: u64| {
