@@ -562,7 +562,16 @@ async fn changes_breakage_and_outages_fail_no_request() {
     // readiness says what is wrong, and everything resumes afterwards.
     let cm_rv = cms.get(CM).await.unwrap().metadata.resource_version;
     let md_rv = mds.get("stable").await.unwrap().metadata.resource_version;
-    let restarter = tokio::task::spawn_blocking(|| {
+    // Only the control plane this repository starts can be stopped; on your own cluster
+    // (MODELGATE_USE_KUBECONFIG=1) this part is skipped.
+    let own_plane = std::env::var("MODELGATE_USE_KUBECONFIG").as_deref() != Ok("1");
+    if !own_plane {
+        println!("skipping the API server outage: MODELGATE_USE_KUBECONFIG=1");
+    }
+    let restarter = tokio::task::spawn_blocking(move || {
+        if !own_plane {
+            return true;
+        }
         Command::new("tests/control-plane.sh")
             .current_dir(modelgate_tests::repo_root())
             .args(["restart-apiserver", "4"])
