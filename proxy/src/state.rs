@@ -78,6 +78,9 @@ impl Shared {
         }
         let snap = loaded.snapshot;
         self.connect_shared(snap.settings.redis.as_ref());
+        let ids: std::collections::HashSet<&str> =
+            snap.deployments.iter().map(|d| d.id.as_str()).collect();
+        self.live.retain(&ids);
         tracing::info!(
             generation = snap.meta.generation,
             hash = %&snap.meta.hash[..12.min(snap.meta.hash.len())],

@@ -105,6 +105,15 @@ impl Live {
         true
     }
 
+    /// Forgets deployments that are no longer configured, so reloads do not grow memory.
+    pub fn retain(&self, keep: &std::collections::HashSet<&str>) {
+        lock(&self.usage).retain(|id, _| keep.contains(id.as_str()));
+        lock(&self.cooldowns).retain(|id, _| keep.contains(id.as_str()));
+        lock(&self.health).retain(|id, _| keep.contains(id.as_str()));
+        lock(&self.in_flight).retain(|id, n| *n > 0 || keep.contains(id.as_str()));
+        lock(&self.latency).retain(|id, _| keep.contains(id.as_str()));
+    }
+
     /// Counts a request without a limit check (for the rate-limit headers).
     pub fn count_request(&self, id: &str) {
         let (minute, _) = minute_now();
