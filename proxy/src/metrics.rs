@@ -55,6 +55,7 @@ pub struct Metrics {
     pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
     pub cooldowns: Family<DeploymentLabels, Counter>,
     pub redis_errors: Counter,
+    pub cooling_down: Gauge,
     pub retries: Family<RouteLabels, Counter>,
     pub fallbacks: Family<RouteLabels, Counter>,
     pub tokens: Family<TokenLabels, Counter>,
@@ -86,6 +87,7 @@ impl Default for Metrics {
         let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
         let cooldowns = Family::<DeploymentLabels, Counter>::default();
         let redis_errors = Counter::default();
+        let cooling_down = Gauge::default();
         let retries = Family::<RouteLabels, Counter>::default();
         let fallbacks = Family::<RouteLabels, Counter>::default();
         let tokens = Family::<TokenLabels, Counter>::default();
@@ -120,6 +122,11 @@ impl Default for Metrics {
             cooldowns.clone(),
         );
         registry.register("retries", "Retries within a model group", retries.clone());
+        registry.register(
+            "deployments_cooling_down",
+            "Deployments in cooldown now (see /router/cooldowns)",
+            cooling_down.clone(),
+        );
         registry.register(
             "redis_errors",
             "Failed or timed-out Redis calls (limits and cooldowns fell back to local state)",
@@ -168,6 +175,7 @@ impl Default for Metrics {
             upstream_errors,
             cooldowns,
             redis_errors,
+            cooling_down,
             retries,
             fallbacks,
             tokens,

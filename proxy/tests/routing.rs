@@ -411,3 +411,36 @@ fn an_unknown_strategy_is_a_config_error() {
     .unwrap();
     assert!(e.to_string().contains("fastest-please"), "{e}");
 }
+
+#[tokio::test]
+async fn allowed_fails_counts_failures_even_for_a_lone_deployment() {
+    let u = up(Reply::error(500, "down")).await;
+    let s = state(&format!(
+        "router_settings: {{allowed_fails: 1, num_retries: 0}}\nmodel_list:\n{}",
+        dep("g", "only", &u.url(), "")
+    ));
+    // v1 rule: more than `allowed_fails` failures in the cooldown window cool it down,
+    // even alone (where the default rule never cools a lone deployment for a 5xx).
+    assert_eq!(
+        call(&s, post("/v1/chat/completions", chat("g")))
+            .await
+            .status(),
+        500
+    );
+    assert_eq!(
+        call(&s, post("/v1/chat/completions", chat("g")))
+            .await
+            .status(),
+        500
+    );
+    let r = call(&s, post("/v1/chat/completions", chat("g"))).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(u.hits(), 2);
+    let m = String::from_utf8(
+        common::body_bytes(call(&s, get("/metrics")).await)
+            .await
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(m.contains("modelgate_deployments_cooling_down 1"), "{m}");
+}

@@ -54,6 +54,11 @@ pub async fn readiness(State(state): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    let cooling = state.live.cooldowns().len();
+    state
+        .metrics
+        .cooling_down
+        .set(i64::try_from(cooling).unwrap_or(i64::MAX));
     let mut r = state.metrics.render().into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
