@@ -27,7 +27,7 @@ def config(version):
              "router_settings: {routing_strategy: usage-based-routing-v2}", "model_list:"]
     for i in range(50):
         lines.append(f"  - {{model_name: g{i % 5}, litellm_params: {{model: openai/gpt-4o, "
-                     f"mock_response: 'v{version}', rpm: {100000 + version}}}}}")
+                     f"mock_response: 'v{version}-{i}', rpm: {100000 + version}}}}}")
     return "\n".join(lines) + "\n"
 
 
