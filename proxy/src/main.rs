@@ -2,6 +2,7 @@
 //! or from a ConfigMap watched through the Kubernetes API (`--configmap`).
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use clap::Parser;
 use modelgate_proxy::{
     Shared, admin, app,
@@ -70,6 +71,11 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
         .map(Duration::from_secs_f64)
         .ok_or_else(|| format!("not a number of seconds: {s}"))
 }
+
+/// mimalloc: about 200 allocations per request made the system allocator a fifth of the
+/// CPU (docs/bench/findings.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -187,6 +193,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         });
     }
 
+    // Without TCP_NODELAY, Nagle holds back small writes (every SSE chunk) until the
+    // client's delayed ACK: ~40 ms stalls in streams.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;

@@ -71,6 +71,10 @@ impl MockUpstream {
         let addr = listener.local_addr()?;
         let app = router(inner.clone());
         tokio::spawn(async move {
+            // TCP_NODELAY, or every streamed chunk waits for the client's delayed ACK.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ = axum::serve(listener, app).await;
         });
         Ok(Self { addr, inner })
