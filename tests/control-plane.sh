@@ -122,7 +122,16 @@ start() {
   log "starting $name"
   printf '%s\0' "$@" >"$dir/$name.cmd"   # for restart-apiserver
   setsid "$@" </dev/null >>"$dir/$name.log" 2>&1 &
-  echo $! >"$dir/$name.pid"
+  local pid=$! i
+  echo "$pid" >"$dir/$name.pid"
+  # Until the background shell has exec'd the command its cmdline is this script's, and
+  # is_ours (which wait_for asks) would call the component dead: wait for the exec.
+  for ((i = 0; i < 250; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    [[ -r /proc/$pid/cmdline ]] || break
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir/" && break
+    sleep 0.02
+  done
 }
 
 # wait_for NAME CMD...: poll CMD until it succeeds; fail loudly, with NAME's

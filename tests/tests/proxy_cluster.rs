@@ -494,10 +494,10 @@ async fn changes_breakage_and_outages_fail_no_request() {
     assert!(kubectl_wait_ready(&ns.name, "modeldeployment/stable"));
     let urls = vec![a.url(""), b.url("")];
 
-    // 50 config changes in a row under steady load (normal and streaming requests).
+    // 60 config changes in a row under steady load (normal and streaming requests).
     let load = Load::start(urls.clone(), "chat", 8);
     let mut latencies = Vec::new();
-    for i in 0..50u64 {
+    for i in 0..60u64 {
         let t = Instant::now();
         apply(
             &mds,
@@ -518,7 +518,7 @@ async fn changes_breakage_and_outages_fail_no_request() {
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize].as_millis();
     println!(
-        "50 changes under load: {ok} requests ok, {failed} failed; apply-to-visible p50 {} ms, p99 {} ms, max {} ms",
+        "60 changes under load: {ok} requests ok, {failed} failed; apply-to-visible p50 {} ms, p99 {} ms, max {} ms",
         pct(0.5),
         pct(0.99),
         pct(1.0)
