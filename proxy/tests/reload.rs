@@ -115,12 +115,13 @@ async fn edits_under_load_apply_without_failed_requests() {
     let reasons = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let mut load = Vec::new();
     for i in 0..4 {
-        let (http, base, stop, ok, failed) = (
+        let (http, base, stop, ok, failed, reasons) = (
             http.clone(),
             base.clone(),
             stop.clone(),
             ok.clone(),
             failed.clone(),
+            reasons.clone(),
         );
         load.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
@@ -132,18 +133,28 @@ async fn edits_under_load_apply_without_failed_requests() {
                     .json(&body)
                     .send()
                     .await;
-                let good = match r {
-                    Ok(r) if r.status() == 200 => r
-                        .text()
-                        .await
-                        .map(|t| i % 2 != 0 || t.ends_with("data: [DONE]\n\n"))
-                        .unwrap_or(false),
-                    _ => false,
+                let verdict = match r {
+                    Ok(r) if r.status() == 200 => match r.text().await {
+                        Ok(t) if i % 2 != 0 || t.ends_with("data: [DONE]\n\n") => Ok(()),
+                        Ok(t) => Err(format!("broken stream: {t}")),
+                        Err(e) => Err(format!("body: {e}")),
+                    },
+                    Ok(r) => Err(format!(
+                        "{}: {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    )),
+                    Err(e) => Err(format!("transport: {e}")),
                 };
-                if good {
-                    ok.fetch_add(1, Ordering::Relaxed)
-                } else {
-                    failed.fetch_add(1, Ordering::Relaxed)
+                match verdict {
+                    Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        let mut r = reasons.lock().unwrap();
+                        if r.len() < 5 {
+                            r.push(e);
+                        }
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
                 };
             }
         }));

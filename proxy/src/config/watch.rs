@@ -16,6 +16,8 @@ use tokio::sync::mpsc;
 const POLL: Duration = Duration::from_secs(2);
 /// Events within this window are one change (editors write in several steps).
 const SETTLE: Duration = Duration::from_millis(50);
+/// The second look after a change event.
+const RECHECK: Duration = Duration::from_millis(150);
 
 pub struct FileSource {
     pub path: PathBuf,
@@ -34,6 +36,14 @@ impl FileSource {
         let text = std::fs::read_to_string(&self.path)
             .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
         let current = state.snapshot();
+        // A file truncated by a writer that has not written yet reads as empty: never let
+        // that replace a working config. An intentionally empty config says `model_list: []`.
+        if text.trim().is_empty() && current.is_some() {
+            return Err(format!(
+                "{} is empty (a write in progress?); keeping the last good config (write `model_list: []` for an empty one)",
+                self.path.display()
+            ));
+        }
         if current
             .as_ref()
             .is_some_and(|s| s.meta.hash == super::hash_text(&text))
@@ -85,14 +95,19 @@ impl FileSource {
                 None
             }
         };
+        // After every change event the file is read once more shortly after: a writer that
+        // was still writing when we read is caught then, not at the next poll.
+        let mut recheck = false;
         loop {
+            let wait = if recheck { RECHECK } else { POLL };
             tokio::select! {
                 got = rx.recv() => {
                     if got.is_none() { break; }
                     tokio::time::sleep(SETTLE).await;
                     while rx.try_recv().is_ok() {}
+                    recheck = true;
                 }
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep(wait) => recheck = false,
             }
             if let Err(e) = self.reload(&state) {
                 // Failing polls of the same broken file would flood the log: report changes only.
