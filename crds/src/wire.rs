@@ -19,9 +19,10 @@ pub const CONFIG_ERROR_ANNOTATION: &str = "modelgate.dev/config-error";
 /// Name prefix of the proxy replicas' Leases.
 pub const REPLICA_LEASE_PREFIX: &str = "modelgate-proxy-";
 
-/// A replica Lease name from any identity (a pod name, usually): lower-case DNS label.
-pub fn replica_lease_name(identity: &str) -> String {
-    let mut name: String = identity
+/// `text` as a Kubernetes name: lower-case letters and digits, anything else a `-`, at most
+/// `max` characters, no `-` at either end (possibly empty).
+pub fn dns_safe(text: &str, max: usize) -> String {
+    let mut name: String = text
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {
@@ -31,8 +32,13 @@ pub fn replica_lease_name(identity: &str) -> String {
             }
         })
         .collect();
-    name.truncate(253 - REPLICA_LEASE_PREFIX.len());
-    let name = name.trim_matches('-');
+    name.truncate(max);
+    name.trim_matches('-').to_string()
+}
+
+/// A replica Lease name from any identity (a pod name, usually).
+pub fn replica_lease_name(identity: &str) -> String {
+    let name = dns_safe(identity, 253 - REPLICA_LEASE_PREFIX.len());
     format!("{REPLICA_LEASE_PREFIX}{name}")
 }
 

@@ -103,18 +103,7 @@ pub fn from_litellm(
 
 /// A fresh resource name for a model group: its name made DNS-safe plus a random suffix.
 pub fn generated_name(model_name: &str) -> String {
-    let mut base: String = model_name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    base.truncate(200);
-    let base = base.trim_matches('-');
+    let base = modelgate_crds::wire::dns_safe(model_name, 200);
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
     if base.is_empty() {
         format!("model-{suffix}")
