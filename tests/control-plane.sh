@@ -122,27 +122,40 @@ start() {
   log "starting $name"
   printf '%s\0' "$@" >"$dir/$name.cmd"   # for restart-apiserver
   setsid "$@" </dev/null >>"$dir/$name.log" 2>&1 &
-  local pid=$! i
-  echo "$pid" >"$dir/$name.pid"
-  # Until the background shell has exec'd the command its cmdline is this script's, and
-  # is_ours (which wait_for asks) would call the component dead: wait for the exec.
-  for ((i = 0; i < 250; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    [[ -r /proc/$pid/cmdline ]] || break
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir/" && break
-    sleep 0.02
-  done
+  echo "$!" >"$dir/$name.pid"
 }
 
-# wait_for NAME CMD...: poll CMD until it succeeds; fail loudly, with NAME's
-# log, if NAME exits or does not get ready within $timeout seconds.
+# running PID: PID is alive and not a zombie. During start-up this, not is_ours,
+# decides whether a component died: we started PID a moment ago, so it cannot be
+# a reused PID, and its command line is unreliable while it execs (setsid, then the
+# component; /proc/PID/cmdline reads empty for a moment inside execve).
+running() {
+  local stat
+  kill -0 "$1" 2>/dev/null || return 1
+  stat=$(<"/proc/$1/stat") 2>/dev/null || return 0
+  stat=${stat##*) }
+  [[ ${stat:0:1} != Z ]]
+}
+
+# exit_status PID: how a background child of this script ended ("status N",
+# "signal NAME"), for the error message.
+exit_status() {
+  local rc=0
+  wait "$1" 2>/dev/null || rc=$?
+  if ((rc > 128)); then echo "signal $(kill -l $((rc - 128)) 2>/dev/null || echo $((rc - 128)))"; else echo "status $rc"; fi
+}
+
+# wait_for NAME CMD...: poll CMD until it succeeds. If NAME exits first, print its
+# log and exit status and return 1 (the caller may start it again); if it is not
+# ready within $timeout seconds, fail.
 wait_for() {
   local name=$1 pid deadline=$((SECONDS + timeout)); shift
   pid=$(<"$dir/$name.pid")
   until "$@" >/dev/null 2>&1; do
-    if ! is_ours "$pid" "$dir"; then
+    if ! running "$pid"; then
       loud_log "$dir/$name.log"
-      die "$name exited during startup (log above; full log: $dir/$name.log)"
+      log "ERROR: $name ($pid) exited during startup with $(exit_status "$pid") (log above; full log: $dir/$name.log)"
+      return 1
     fi
     if ((SECONDS >= deadline)); then
       loud_log "$dir/$name.log"
@@ -150,6 +163,19 @@ wait_for() {
     fi
     sleep 0.2
   done
+}
+
+# launch NAME READY-FN CMD...: start NAME and wait until the function READY-FN succeeds. A component that dies during start-up is started once
+# more: a single crash at boot (a port taken between free_ports and bind, the
+# machine under load) should not fail a whole test run, and the log above says why.
+launch() {
+  local name=$1 check=$2 attempt; shift 2
+  for attempt in 1 2; do
+    start "$name" "$@"
+    if wait_for "$name" "$check"; then return 0; fi
+    ((attempt < 2)) && log "starting $name again"
+  done
+  die "$name exited during startup twice"
 }
 
 # free_ports N: N distinct TCP ports free on 127.0.0.1 right now.
@@ -346,12 +372,12 @@ cmd_up() {
 
   # --unsafe-no-fsync: a throwaway test database, and fsync is what makes
   # etcd slow on shared disks (envtest sets it too).
-  start etcd "$etcd" --name=modelgate-test --data-dir="$dir/etcd" \
+  etcd_ready() { curl -sf "http://127.0.0.1:$etcd_port/health"; }
+  launch etcd etcd_ready "$etcd" --name=modelgate-test --data-dir="$dir/etcd" \
     --listen-client-urls="http://127.0.0.1:$etcd_port" --advertise-client-urls="http://127.0.0.1:$etcd_port" \
     --listen-peer-urls="http://127.0.0.1:$peer_port" --initial-advertise-peer-urls="http://127.0.0.1:$peer_port" \
     --initial-cluster="modelgate-test=http://127.0.0.1:$peer_port" \
     --unsafe-no-fsync=true --logger=zap --log-outputs=stderr
-  wait_for etcd curl -sf "http://127.0.0.1:$etcd_port/health"
   local t_etcd; t_etcd=$(elapsed "$t0")
 
   # Flags as envtest's, plus:
@@ -364,7 +390,12 @@ cmd_up() {
   #     for open watches (the controller manager's) before exiting.
   #   ServiceAccount admission is off as in envtest: Pods never run here, and
   #     it would reject Pods in a namespace whose `default` SA is not made yet.
-  start kube-apiserver "$apiserver" \
+  local admin_curl=(curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key")
+  apiserver_ready() {
+    "${admin_curl[@]}" "https://127.0.0.1:$api_port/readyz" &&
+      "${admin_curl[@]}" "https://127.0.0.1:$api_port/api/v1/namespaces/default"
+  }
+  launch kube-apiserver apiserver_ready "$apiserver" \
     --etcd-servers="http://127.0.0.1:$etcd_port" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
     --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
@@ -375,27 +406,25 @@ cmd_up() {
     --service-cluster-ip-range=10.0.0.0/24 \
     --disable-admission-plugins=ServiceAccount --allow-privileged=true \
     --endpoint-reconciler-type=none --shutdown-send-retry-after=true
-  local admin_curl=(curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key")
-  wait_for kube-apiserver "${admin_curl[@]}" "https://127.0.0.1:$api_port/readyz"
-  wait_for kube-apiserver "${admin_curl[@]}" "https://127.0.0.1:$api_port/api/v1/namespaces/default"
   local t_api; t_api=$(elapsed "$t0")
 
   write_kubeconfig "$dir/kubeconfig" admin
   write_kubeconfig "$dir/kube-controller-manager.kubeconfig" kube-controller-manager
 
-  start kube-controller-manager "$kcm" \
+  kcm_ready() { curl -sfk "https://127.0.0.1:$kcm_port/healthz"; }
+  launch kube-controller-manager kcm_ready "$kcm" \
     --kubeconfig="$dir/kube-controller-manager.kubeconfig" \
     --authentication-kubeconfig="$dir/kube-controller-manager.kubeconfig" \
     --authorization-kubeconfig="$dir/kube-controller-manager.kubeconfig" \
     --bind-address=127.0.0.1 --secure-port="$kcm_port" --cert-dir="$dir/kcm-certs" \
     --leader-elect=false --controllers="$controllers" --use-service-account-credentials=false \
     --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt"
-  wait_for kube-controller-manager curl -sfk "https://127.0.0.1:$kcm_port/healthz"
   # Proof that the controllers reach the apiserver and may write: the
   # ServiceAccount controller creates `default` in every namespace.
   if [[ ,$controllers, == *,serviceaccount-controller,* ]]; then
     wait_for kube-controller-manager "${admin_curl[@]}" \
-      "https://127.0.0.1:$api_port/api/v1/namespaces/default/serviceaccounts/default"
+      "https://127.0.0.1:$api_port/api/v1/namespaces/default/serviceaccounts/default" ||
+      die "kube-controller-manager exited during startup"
   fi
 
   cat >"$dir/env" <<EOF
@@ -467,8 +496,8 @@ cmd_restart_apiserver() {
   local pki=$dir/pki
   stop kube-apiserver "$dir"
   sleep "$pause"
-  start kube-apiserver "${cmd[@]}"
-  wait_for kube-apiserver curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" "$api/readyz"
+  apiserver_ready() { curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" "$api/readyz"; }
+  launch kube-apiserver apiserver_ready "${cmd[@]}"
   log "kube-apiserver restarted"
 }
 
