@@ -8,6 +8,7 @@ use crate::{
     replicas::{self, Replicas},
     status::{self, Programmed},
 };
+use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::{
     api::{
         coordination::v1::Lease,
@@ -56,6 +57,9 @@ fn in_ns<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>, ns: &str) -> V
         .map(|o| (**o).clone())
         .collect()
 }
+
+/// How many status writes one reconcile keeps in flight.
+const STATUS_WRITES_AT_ONCE: usize = 16;
 
 /// Reconciles one namespace; returns when the next proxy replica Lease expires, since
 /// that can change `Ready` without any watch event.
@@ -109,8 +113,12 @@ pub async fn reconcile(ctx: &Context, ns: &str) -> Result<Option<Timestamp>> {
         &ctx.configmap_name,
         seen_for,
     );
-    for d in &deployments {
-        if let Some(v) = plan.deployments.get(&d.name_any()) {
+    // Status writes are independent round trips: run several at once, or 2,000 new
+    // objects wait about a minute for their first status.
+    let writes: Vec<_> = deployments
+        .iter()
+        .filter_map(|d| {
+            let v = plan.deployments.get(&d.name_any())?;
             let id = ("deploymentId", d.name_any());
             let st = d.status.as_ref();
             let prior = Prior {
@@ -119,11 +127,18 @@ pub async fn reconcile(ctx: &Context, ns: &str) -> Result<Option<Timestamp>> {
                 carried: st.and_then(|s| s.config_generation),
                 id_matches: st.and_then(|s| s.deployment_id.as_deref()) == Some(id.1.as_str()),
             };
-            write_status(ctx, d, v, &prior, generation, &replicas, id).await?;
-        }
-    }
-    for a in &aliases {
-        if let Some(v) = plan.aliases.get(&a.name_any()) {
+            let replicas = &replicas;
+            Some(async move { write_status(ctx, d, v, &prior, generation, replicas, id).await })
+        })
+        .collect();
+    stream::iter(writes)
+        .buffer_unordered(STATUS_WRITES_AT_ONCE)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let writes: Vec<_> = aliases
+        .iter()
+        .filter_map(|a| {
+            let v = plan.aliases.get(&a.name_any())?;
             let id = ("alias", a.alias_name());
             let st = a.status.as_ref();
             let prior = Prior {
@@ -132,9 +147,14 @@ pub async fn reconcile(ctx: &Context, ns: &str) -> Result<Option<Timestamp>> {
                 carried: st.and_then(|s| s.config_generation),
                 id_matches: st.and_then(|s| s.alias.as_deref()) == Some(id.1.as_str()),
             };
-            write_status(ctx, a, v, &prior, generation, &replicas, id).await?;
-        }
-    }
+            let replicas = &replicas;
+            Some(async move { write_status(ctx, a, v, &prior, generation, replicas, id).await })
+        })
+        .collect();
+    stream::iter(writes)
+        .buffer_unordered(STATUS_WRITES_AT_ONCE)
+        .try_collect::<Vec<()>>()
+        .await?;
     Ok(replicas.next_expiry)
 }
 

@@ -22,7 +22,6 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::Response,
 };
-use bytes::Bytes;
 use futures::{StreamExt, stream};
 use serde_json::{Map, Value};
 use std::{sync::Arc, time::Duration, time::Instant};
@@ -86,7 +85,6 @@ pub async fn call_deployment(
         .split_once('/')
         .map_or(full_model.as_str(), |(_, m)| m);
     let payload = upstream::upstream_body(call.body, d, upstream_model);
-    let payload = Bytes::from(serde_json::to_vec(&payload).unwrap_or_default());
     let labels = DeploymentLabels {
         model_group: route.requested.clone(),
         deployment: d.id.clone(),

@@ -655,24 +655,14 @@ fn effective_timeout(
 
 /// Headers every response from a deployment carries.
 pub fn litellm_headers(d: &Deployment, requested: &str) -> HeaderMap {
-    let mut h = HeaderMap::with_capacity(8);
-    let mut put = |name: &'static str, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(name, v);
-        }
-    };
-    put("x-litellm-model-id", &d.id);
-    put("x-litellm-model-group", requested);
-    put("x-litellm-model-name", &d.model);
-    if let Some(base) = &d.api_base {
-        put(
-            "x-litellm-model-api-base",
-            base.split('?').next().unwrap_or(base),
-        );
+    let mut h = d.wire.response_headers.clone();
+    if let Ok(v) = HeaderValue::from_str(requested) {
+        h.insert("x-litellm-model-group", v);
     }
-    if let Some(region) = &d.region {
-        put("x-litellm-model-region", region);
+    let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id);
+    if let Ok(v) = HeaderValue::from_str(id) {
+        h.insert("x-litellm-call-id", v);
     }
-    put("x-litellm-call-id", &uuid::Uuid::new_v4().to_string());
     h
 }

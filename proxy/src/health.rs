@@ -12,7 +12,6 @@ use crate::{
     upstream,
 };
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 use std::{
@@ -89,7 +88,6 @@ pub async fn check(http: &reqwest::Client, d: &Deployment) -> HealthResult {
         return done(false, Some("internal: bad probe".into()), Vec::new());
     };
     let payload = upstream::upstream_body(&body, d, model);
-    let payload = Bytes::from(serde_json::to_vec(&payload).unwrap_or_default());
     match upstream::send(http, d, endpoint, model, payload, timeout).await {
         Ok(resp) => {
             let rate = resp

@@ -15,9 +15,11 @@ pub mod listing;
 pub mod metrics;
 pub mod mock;
 pub mod relay;
+pub mod restamp;
 pub mod router;
 pub mod state;
 pub mod upstream;
+pub mod wire;
 
 pub use app::{admin, app};
 pub use state::{AppState, Shared};

@@ -32,6 +32,11 @@ struct Args {
     /// This replica's name in its Lease (default: the pod name, else host name and port).
     #[arg(long, env = "POD_NAME")]
     replica_id: Option<String>,
+    /// The pod's UID (from the downward API). With it, the replica Lease is owned by the
+    /// Pod named by --replica-id, so the garbage collector deletes the Lease of a pod that
+    /// died without shutting down (only when the pod runs in the ConfigMap's namespace).
+    #[arg(long, env = "POD_UID")]
+    pod_uid: Option<String>,
     /// How long the replica Lease lives without renewal (it is renewed every third of this).
     #[arg(long, default_value = "10", value_parser = parse_secs)]
     lease_duration: Duration,
@@ -150,13 +155,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     .model_store
                     .set(ModelStore::new(client.clone(), &namespace));
             }
+            let owner = match (&args.pod_uid, &args.replica_id) {
+                // An owner in another namespace counts as absent: the GC would delete
+                // the Lease at once.
+                (Some(uid), Some(pod)) if pod_namespace(&client) == namespace => {
+                    Some((pod.clone(), uid.clone()))
+                }
+                _ => None,
+            };
             let lease = ReplicaLease::new(
                 client.clone(),
                 &namespace,
                 &identity,
                 &name,
                 args.lease_duration,
-            );
+            )
+            .owned_by_pod(owner);
             lease_task = Some(tokio::spawn(lease.run(state.clone(), stop_rx.clone())));
             tracing::info!(%namespace, configmap = %name, replica = %identity, "serving a ConfigMap");
             // Readiness stays false until the first valid config arrives.

@@ -3,44 +3,17 @@
 //! beyond one event). A stream that breaks ends with an OpenAI error event, never a hang.
 
 use crate::error::ApiError;
-use bytes::{Bytes, BytesMut};
+use crate::restamp::restamp;
+use bytes::{BufMut, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use serde_json::{Map, Value, json};
 use std::{pin::Pin, time::Duration};
 
-/// Token counts an upstream reported, for metrics.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Usage {
-    pub prompt: u64,
-    pub completion: u64,
-}
-
-impl Usage {
-    fn from_value(v: &Value) -> Option<Self> {
-        let u = v.get("usage")?;
-        Some(Self {
-            prompt: u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
-            completion: u
-                .get("completion_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(0),
-        })
-    }
-}
+pub use crate::restamp::Usage;
 
 /// Sets `model` in a JSON body. Bodies that are not JSON objects pass through unchanged.
 pub fn restamp_json(body: &[u8], model: &str) -> (Bytes, Usage) {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(mut v @ Value::Object(_)) => {
-            let usage = Usage::from_value(&v).unwrap_or_default();
-            v["model"] = Value::String(model.to_string());
-            (
-                Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
-                usage,
-            )
-        }
-        _ => (Bytes::copy_from_slice(body), Usage::default()),
-    }
+    restamp(body, model).unwrap_or_else(|| (Bytes::copy_from_slice(body), Usage::default()))
 }
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
@@ -60,34 +33,28 @@ fn event_end(buf: &[u8]) -> Option<(usize, usize)> {
 
 /// Rewrites one SSE event's `data:` JSON with the requested model.
 fn restamp_event(event: &[u8], model: &str, usage: &mut Usage) -> Bytes {
-    let text = match std::str::from_utf8(event) {
-        Ok(t) => t,
-        Err(_) => return Bytes::copy_from_slice(event),
-    };
-    let mut out = String::with_capacity(event.len() + 16);
-    for line in text.split('\n') {
-        let line = line.trim_end_matches('\r');
-        let rewritten = line
-            .strip_prefix("data:")
-            .map(str::trim_start)
-            .filter(|data| *data != "[DONE]")
-            .and_then(|data| serde_json::from_str::<Value>(data).ok())
-            .filter(Value::is_object)
-            .map(|mut v| {
-                if let Some(u) = Usage::from_value(&v) {
+    let mut out = BytesMut::with_capacity(event.len() + model.len() + 16);
+    for line in event.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let stamped = line
+            .strip_prefix(b"data:")
+            .map(|d| d.trim_ascii_start())
+            .filter(|data| *data != b"[DONE]")
+            .and_then(|data| restamp(data, model));
+        match stamped {
+            Some((data, u)) => {
+                if u != Usage::default() {
                     *usage = u;
                 }
-                v["model"] = Value::String(model.to_string());
-                format!("data: {v}")
-            });
-        match rewritten {
-            Some(l) => out.push_str(&l),
-            None => out.push_str(line),
+                out.put_slice(b"data: ");
+                out.put_slice(&data);
+            }
+            None => out.put_slice(line),
         }
-        out.push('\n');
+        out.put_u8(b'\n');
     }
-    out.push('\n');
-    Bytes::from(out)
+    out.put_u8(b'\n');
+    out.freeze()
 }
 
 /// Relays an upstream SSE body. `idle` bounds the wait for each upstream chunk; when the

@@ -7,6 +7,7 @@ use crate::{
 };
 use axum::http::StatusCode;
 use bytes::Bytes;
+use serde::{Serialize, Serializer, ser::SerializeMap};
 use serde_json::{Map, Value};
 use std::time::Duration;
 
@@ -105,32 +106,62 @@ impl UpstreamError {
     }
 }
 
-/// Builds the upstream body: the client's fields without router fields, the deployment's
+/// The upstream body: the client's fields without router fields, the deployment's
 /// model, and the deployment's extra params where the client did not set them.
-pub fn upstream_body(
-    client: &Map<String, Value>,
-    d: &Deployment,
-    model: &str,
-) -> Map<String, Value> {
-    let mut body = Map::with_capacity(client.len() + d.passthrough.len());
-    for (k, v) in client {
-        if !ROUTER_FIELDS.contains(&k.as_str()) {
-            body.insert(k.clone(), v.clone());
-        }
-    }
-    body.insert("model".into(), Value::String(model.to_string()));
-    for (k, v) in &d.passthrough {
-        if k == "extra_body" {
-            if let Value::Object(extra) = v {
-                for (ek, ev) in extra {
-                    body.entry(ek.clone()).or_insert_with(|| ev.clone());
-                }
+/// Serialised straight from the client's parsed body, so nothing is cloned per attempt.
+pub fn upstream_body(client: &Map<String, Value>, d: &Deployment, model: &str) -> Bytes {
+    let body = UpstreamBody { client, d, model };
+    Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+struct UpstreamBody<'a> {
+    client: &'a Map<String, Value>,
+    d: &'a Deployment,
+    model: &'a str,
+}
+
+impl<'a> Serialize for UpstreamBody<'a> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let forwarded = |k: &str| !ROUTER_FIELDS.contains(&k);
+        let mut map = s.serialize_map(None)?;
+        let mut model_written = false;
+        for (k, v) in self.client {
+            if k == "model" {
+                map.serialize_entry("model", self.model)?;
+                model_written = true;
+            } else if forwarded(k) {
+                map.serialize_entry(k, v)?;
             }
-        } else {
-            body.entry(k.clone()).or_insert_with(|| v.clone());
         }
+        if !model_written {
+            map.serialize_entry("model", self.model)?;
+        }
+        // Deployment params fill in what the client left out (`extra_body` spread out
+        // first come, first served), as LiteLLM merges them.
+        let mut written: Vec<&str> = Vec::new();
+        let mut fill = |map: &mut S::SerializeMap, k: &'a str, v: &Value| {
+            let taken = k == "model"
+                || (forwarded(k) && self.client.contains_key(k))
+                || written.contains(&k);
+            if !taken {
+                written.push(k);
+                map.serialize_entry(k, v)?;
+            }
+            Ok(())
+        };
+        for (k, v) in &self.d.passthrough {
+            match (k.as_str(), v) {
+                ("extra_body", Value::Object(extra)) => {
+                    for (ek, ev) in extra {
+                        fill(&mut map, ek, ev)?;
+                    }
+                }
+                ("extra_body", _) => {}
+                _ => fill(&mut map, k, v)?,
+            }
+        }
+        map.end()
     }
-    body
 }
 
 /// Sends one request to a deployment and waits for the response head (not the body).
@@ -148,22 +179,14 @@ pub async fn send(
             d.model
         )));
     }
-    let url = d.url(endpoint, upstream_model).ok_or_else(|| {
-        UpstreamError::Unusable(format!("deployment {} ({}) has no api_base", d.id, d.model))
-    })?;
-    let mut req = http
+    let url = d
+        .wire
+        .url(d, endpoint, upstream_model)
+        .map_err(UpstreamError::Unusable)?;
+    let req = http
         .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .headers(d.wire.request_headers.clone())
         .body(body);
-    if let Some(key) = &d.api_key {
-        req = match d.provider {
-            Provider::Azure => req.header("api-key", key.expose()),
-            _ => req.bearer_auth(key.expose()),
-        };
-    }
-    for (k, v) in &d.extra_headers {
-        req = req.header(k, v);
-    }
     let resp = match tokio::time::timeout(timeout, req.send()).await {
         Err(_) => return Err(UpstreamError::Timeout(timeout)),
         Ok(Err(e)) if e.is_timeout() => return Err(UpstreamError::Timeout(timeout)),
@@ -216,4 +239,35 @@ fn connection_message(e: reqwest::Error) -> String {
         source = s.source();
     }
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use modelgate_crds::config::DeploymentConfig;
+
+    #[test]
+    fn the_body_drops_router_fields_sets_the_model_and_fills_in_deployment_params() {
+        let mut entry: DeploymentConfig = serde_yaml::from_str(
+            "model_name: g\nlitellm_params: {model: openai/up, api_base: 'http://h', temperature: 0.1, seed: 7, extra_body: {top_k: 3, seed: 9, num_retries: 1}}",
+        )
+        .unwrap();
+        entry.model_info.insert("id".into(), "d".into());
+        let d = Deployment::build(&entry, &Catalog::default());
+        let client: Map<String, Value> = serde_json::from_str(
+            r#"{"model":"alias","messages":[],"num_retries":2,"temperature":0.5,"metadata":{"a":1}}"#,
+        )
+        .unwrap();
+        let body = upstream_body(&client, &d, "up");
+        // Key order: the client's (model in its place), then what the deployment adds.
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            r#"{"model":"up","messages":[],"temperature":0.5,"seed":7,"top_k":3,"num_retries":1}"#
+        );
+        let bare: Map<String, Value> = serde_json::from_str(r#"{"input":"x"}"#).unwrap();
+        let body: Value = serde_json::from_slice(&upstream_body(&bare, &d, "up")).unwrap();
+        assert_eq!(body["model"], "up");
+        assert_eq!(body["input"], "x");
+    }
 }

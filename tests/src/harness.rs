@@ -95,6 +95,17 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn start(ns: &str, replica: &str, extra: &[&str], master_key: &str) -> Proxy {
+        Self::start_with_env(ns, replica, extra, &[], master_key)
+    }
+
+    /// As [`Proxy::start`], with extra environment variables (the downward API's, say).
+    pub fn start_with_env(
+        ns: &str,
+        replica: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        master_key: &str,
+    ) -> Proxy {
         let port = free_port();
         let process = Process(
             Command::new(binary("modelgate-proxy"))
@@ -107,6 +118,7 @@ impl Proxy {
                 .args(["--host", "127.0.0.1", "--port", &port.to_string()])
                 .args(["--lease-duration", "3", "--drain-timeout", "10"])
                 .args(extra)
+                .envs(env.iter().copied())
                 .env("LITELLM_MASTER_KEY", master_key)
                 .env("RUST_LOG", "info")
                 .stdout(Stdio::null())

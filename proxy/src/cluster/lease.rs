@@ -1,12 +1,13 @@
 //! The replica's Lease: a heartbeat that says which config generation and hash this proxy
 //! serves. The operator reads these Leases to set `Ready` only when every live replica
 //! serves a change. The Lease is renewed every third of its duration and at once after
-//! every reload; it is deleted on shutdown, and simply expires if the process dies.
+//! every reload; it is deleted on shutdown, expires if the process dies, and is garbage
+//! collected with its Pod when it names one as owner.
 
 use crate::state::AppState;
 use k8s_openapi::{
     api::coordination::v1::{Lease, LeaseSpec},
-    apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
+    apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference},
     jiff::Timestamp,
 };
 use kube::{
@@ -30,6 +31,8 @@ pub struct ReplicaLease {
     configmap: String,
     duration: Duration,
     acquired: Timestamp,
+    /// The Pod (name, uid) this replica runs in, as the Lease's owner.
+    owner: Option<(String, String)>,
 }
 
 impl ReplicaLease {
@@ -47,7 +50,15 @@ impl ReplicaLease {
             configmap: configmap.to_string(),
             duration,
             acquired: Timestamp::now(),
+            owner: None,
         }
+    }
+
+    /// Makes the Pod the Lease's owner, so a pod that dies without deleting its Lease
+    /// (OOM kill, lost node) does not leave it behind once the pod object is gone.
+    pub fn owned_by_pod(mut self, pod: Option<(String, String)>) -> Self {
+        self.owner = pod;
+        self
     }
 
     fn lease(&self, state: &AppState) -> Lease {
@@ -76,6 +87,15 @@ impl ReplicaLease {
                     ),
                 ])),
                 annotations: Some(annotations),
+                owner_references: self.owner.as_ref().map(|(name, uid)| {
+                    vec![OwnerReference {
+                        api_version: "v1".into(),
+                        kind: "Pod".into(),
+                        name: name.clone(),
+                        uid: uid.clone(),
+                        ..OwnerReference::default()
+                    }]
+                }),
                 ..ObjectMeta::default()
             },
             spec: Some(LeaseSpec {

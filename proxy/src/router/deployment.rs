@@ -1,7 +1,7 @@
 //! One upstream deployment, resolved from its `model_list` entry: where to send requests,
 //! how to authenticate, its limits, and the sanitised facts the listings show.
 
-use crate::catalog::Catalog;
+use crate::{catalog::Catalog, wire::Wire};
 use modelgate_crds::config::DeploymentConfig;
 use serde_json::{Map, Value, json};
 use std::{fmt, time::Duration};
@@ -79,6 +79,10 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    pub const COUNT: usize = 3;
+    pub const ALL: [Endpoint; Endpoint::COUNT] =
+        [Endpoint::Chat, Endpoint::Completions, Endpoint::Embeddings];
+
     pub fn path(self) -> &'static str {
         match self {
             Endpoint::Chat => "/chat/completions",
@@ -127,6 +131,8 @@ pub struct Deployment {
     pub model_info: Map<String, Value>,
     /// The group name contains `*`: a pattern route.
     pub is_wildcard: bool,
+    /// URLs and headers prebuilt for calling this deployment.
+    pub wire: Wire,
 }
 
 impl Deployment {
@@ -315,7 +321,7 @@ impl Deployment {
             .get("num_retries")
             .and_then(Value::as_u64)
             .and_then(|n| u32::try_from(n).ok());
-        Self {
+        let mut d = Self {
             cooldown_time,
             num_retries,
             id,
@@ -344,7 +350,10 @@ impl Deployment {
             model_info,
             is_wildcard: entry.model_name.contains('*'),
             provider,
-        }
+            wire: Wire::default(),
+        };
+        d.wire = Wire::build(&d);
+        d
     }
 
     /// The upstream URL for an endpoint, or `None` when no `api_base` is known.
