@@ -5,7 +5,6 @@
 
 use crate::{
     error::ApiError,
-    metrics::{DeploymentLabels, UpstreamErrorLabels},
     mock::{self, MockAnswer},
     relay::{self, ByteStream, Usage},
     router::{
@@ -85,10 +84,7 @@ pub async fn call_deployment(
         .split_once('/')
         .map_or(full_model.as_str(), |(_, m)| m);
     let payload = upstream::upstream_body(call.body, d, upstream_model);
-    let labels = DeploymentLabels {
-        model_group: route.requested.clone(),
-        deployment: d.id.clone(),
-    };
+    let series = state.metrics.series(d);
     let in_flight = state.live.begin(&d.id);
     let sent = Instant::now();
     let resp = upstream::send(
@@ -100,21 +96,13 @@ pub async fn call_deployment(
         timeout,
     )
     .await;
-    state
-        .metrics
+    series
         .upstream_duration
-        .get_or_create(&labels)
         .observe(sent.elapsed().as_secs_f64());
     let failed = |e: UpstreamError| -> Failure {
         state
             .metrics
-            .upstream_errors
-            .get_or_create(&UpstreamErrorLabels {
-                model_group: labels.model_group.clone(),
-                deployment: labels.deployment.clone(),
-                error: e.label(),
-            })
-            .inc();
+            .upstream_error(&d.model_name, &d.id, e.label());
         tracing::warn!(deployment = %d.id, model = %d.model, error = ?e, "upstream call failed");
         let (class, retry_after) = match &e {
             UpstreamError::Status {
@@ -170,15 +158,14 @@ pub async fn call_deployment(
         let upstream: ByteStream = stream::iter([Ok(first)]).chain(upstream).boxed();
         let live_state = state.clone();
         let id = d.id.clone();
+        let d_for_end = Arc::clone(d);
         let window = snap.settings.policy.latency_window;
         let on_end = move |usage: Usage, complete: bool| {
             let _in_flight = in_flight;
-            live_state.metrics.observe_tokens(
-                &labels.model_group,
-                &labels.deployment,
-                usage.prompt,
-                usage.completion,
-            );
+            live_state
+                .metrics
+                .series(&d_for_end)
+                .observe_tokens(usage.prompt, usage.completion);
             live_state.add_tokens(&id, usage.prompt + usage.completion);
             if complete {
                 live_state.live.record_success(&id);
@@ -218,12 +205,7 @@ pub async fn call_deployment(
         let (b, u) = relay::restamp_json(&bytes, &route.requested);
         (b, u, "application/json")
     };
-    state.metrics.observe_tokens(
-        &labels.model_group,
-        &labels.deployment,
-        usage.prompt,
-        usage.completion,
-    );
+    series.observe_tokens(usage.prompt, usage.completion);
     state.add_tokens(&d.id, usage.prompt + usage.completion);
     state.live.record_success(&d.id);
     let secs = sent.elapsed().as_secs_f64();

@@ -7,7 +7,7 @@
 use crate::{
     attempt::{self, Call},
     error::ApiError,
-    metrics::{DeploymentLabels, RouteLabels},
+    metrics::RouteLabels,
     router::{
         Route, Snapshot, cooldown,
         deployment::{Deployment, Endpoint},
@@ -352,14 +352,7 @@ impl Ctx<'_> {
                         &f.error.message,
                     );
                 }
-                self.state
-                    .metrics
-                    .cooldowns
-                    .get_or_create(&DeploymentLabels {
-                        model_group: route.requested.clone(),
-                        deployment: d.id.clone(),
-                    })
-                    .inc();
+                self.state.metrics.series(&d).cooldowns.inc();
             }
             let skip_retries =
                 self.opts.mock_error.is_some_and(|(_, skip)| skip) && first_group && retries == 0;

@@ -1,12 +1,17 @@
 //! Prometheus metrics. Labels are bounded: routes are a fixed set, model groups and
 //! deployments come from the config (an unknown requested model counts as `unknown`).
 
+use crate::router::deployment::Deployment;
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
-use std::time::Duration;
+use std::{
+    collections::HashSet,
+    sync::{Mutex, PoisonError},
+    time::Duration,
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -47,8 +52,27 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+/// One deployment's series, resolved once (label hashing and `String` keys cost more
+/// than the increment itself) and kept on the deployment.
+#[derive(Debug, Clone)]
+pub struct DeploymentSeries {
+    pub upstream_duration: Histogram,
+    pub prompt_tokens: Counter,
+    pub completion_tokens: Counter,
+    pub cooldowns: Counter,
+}
+
+impl DeploymentSeries {
+    pub fn observe_tokens(&self, prompt: u64, completion: u64) {
+        self.prompt_tokens.inc_by(prompt);
+        self.completion_tokens.inc_by(completion);
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// Upstream error series created so far, so a removed deployment's can be dropped.
+    error_series: Mutex<HashSet<UpstreamErrorLabels>>,
     pub requests: Family<RequestLabels, Counter>,
     pub request_duration: Family<RouteLabels, Histogram>,
     pub upstream_duration: Family<DeploymentLabels, Histogram>,
@@ -169,6 +193,7 @@ impl Default for Metrics {
         );
         Self {
             registry,
+            error_series: Mutex::default(),
             requests,
             request_duration,
             upstream_duration,
@@ -212,17 +237,73 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    pub fn observe_tokens(&self, group: &str, deployment: &str, prompt: u64, completion: u64) {
-        for (kind, n) in [("prompt", prompt), ("completion", completion)] {
-            if n > 0 {
-                self.tokens
-                    .get_or_create(&TokenLabels {
-                        model_group: group.to_string(),
-                        deployment: deployment.to_string(),
-                        kind,
-                    })
-                    .inc_by(n);
-            }
+    /// A deployment's series, resolved on first use and kept on the deployment.
+    pub fn series<'d>(&self, d: &'d Deployment) -> &'d DeploymentSeries {
+        d.series
+            .get_or_init(|| self.deployment_series(&d.model_name, &d.id))
+    }
+
+    /// The series of deployment `id` in model group `group`.
+    pub fn deployment_series(&self, group: &str, id: &str) -> DeploymentSeries {
+        let labels = DeploymentLabels {
+            model_group: group.to_string(),
+            deployment: id.to_string(),
+        };
+        let tokens = |kind| {
+            self.tokens
+                .get_or_create(&TokenLabels {
+                    model_group: group.to_string(),
+                    deployment: id.to_string(),
+                    kind,
+                })
+                .clone()
+        };
+        DeploymentSeries {
+            upstream_duration: self.upstream_duration.get_or_create(&labels).clone(),
+            prompt_tokens: tokens("prompt"),
+            completion_tokens: tokens("completion"),
+            cooldowns: self.cooldowns.get_or_create(&labels).clone(),
         }
+    }
+
+    pub fn upstream_error(&self, group: &str, id: &str, error: String) {
+        let labels = UpstreamErrorLabels {
+            model_group: group.to_string(),
+            deployment: id.to_string(),
+            error,
+        };
+        self.upstream_errors.get_or_create(&labels).inc();
+        self.error_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(labels);
+    }
+
+    /// Drops every series of a deployment that left the config, so `/metrics` shows the
+    /// declared state and does not grow with every deployment ever served.
+    pub fn forget_deployment(&self, group: &str, id: &str) {
+        let labels = DeploymentLabels {
+            model_group: group.to_string(),
+            deployment: id.to_string(),
+        };
+        self.upstream_duration.remove(&labels);
+        self.cooldowns.remove(&labels);
+        for kind in ["prompt", "completion"] {
+            self.tokens.remove(&TokenLabels {
+                model_group: group.to_string(),
+                deployment: id.to_string(),
+                kind,
+            });
+        }
+        self.error_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|l| {
+                let gone = l.model_group == group && l.deployment == id;
+                if gone {
+                    self.upstream_errors.remove(l);
+                }
+                !gone
+            });
     }
 }

@@ -98,7 +98,19 @@ impl Shared {
             .config_reloads
             .get_or_create(&crate::metrics::ResultLabels { result: "success" })
             .inc();
-        self.config.store(Some(Arc::new(snap)));
+        let old = self.config.swap(Some(Arc::new(snap)));
+        if let (Some(old), Some(new)) = (old, self.config.load_full()) {
+            let kept: std::collections::HashSet<(&str, &str)> = new
+                .deployments
+                .iter()
+                .map(|d| (d.model_name.as_str(), d.id.as_str()))
+                .collect();
+            for d in &old.deployments {
+                if !kept.contains(&(d.model_name.as_str(), d.id.as_str())) {
+                    self.metrics.forget_deployment(&d.model_name, &d.id);
+                }
+            }
+        }
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.changed.send_modify(|n| *n += 1);
     }

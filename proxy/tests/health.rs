@@ -5,6 +5,10 @@
 mod common;
 use common::*;
 use modelgate_mock_upstream::{MockUpstream, Reply};
+use modelgate_proxy::{
+    catalog::Catalog,
+    config::{Defaults, load, resolve::NoSecrets},
+};
 use std::time::Duration;
 
 async fn wait_checked(s: &modelgate_proxy::AppState) -> serde_json::Value {
@@ -108,8 +112,9 @@ async fn metrics_count_requests_tokens_and_reloads() {
         text.contains("model_group=\"unknown\",status=\"400\"} 1"),
         "{text}"
     );
+    // Per-deployment series carry the deployment's own group, whatever name was asked for.
     assert!(
-        text.contains("modelgate_tokens_total{model_group=\"alias-1\""),
+        text.contains("modelgate_tokens_total{model_group=\"model-group-1\""),
         "{text}"
     );
     assert!(
@@ -121,4 +126,23 @@ async fn metrics_count_requests_tokens_and_reloads() {
         "{text}"
     );
     assert!(!text.contains("sk-fake"));
+
+    // A deployment that leaves the config takes its series along.
+    let next = load(
+        &format!(
+            "model_list:\n  - model_name: other\n    litellm_params: {{model: openai/x, api_base: \"{}\"}}\n",
+            up.url()
+        ),
+        2,
+        "test",
+        &Defaults::default(),
+        &Catalog::builtin(),
+        &NoSecrets,
+    )
+    .unwrap();
+    s.install(next);
+    let text =
+        String::from_utf8(body_bytes(call(&s, get("/metrics")).await).await.to_vec()).unwrap();
+    assert!(!text.contains("model-group-1"), "{text}");
+    assert!(text.contains("modelgate_requests_total{route=\"/chat/completions\",model_group=\"alias-1\",status=\"200\"} 1"), "{text}");
 }

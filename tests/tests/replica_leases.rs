@@ -38,7 +38,13 @@ async fn a_crashed_replicas_lease_goes_with_its_pod() {
     );
     let lease = eventually("the other replica's Lease", Duration::from_secs(20), || {
         let leases = leases.clone();
-        async move { leases.get_opt("modelgate-proxy-proxy-x").await.ok().flatten() }
+        async move {
+            leases
+                .get_opt("modelgate-proxy-proxy-x")
+                .await
+                .ok()
+                .flatten()
+        }
     })
     .await;
     assert_eq!(lease.metadata.owner_references, None);
@@ -53,13 +59,23 @@ async fn a_crashed_replicas_lease_goes_with_its_pod() {
     );
     let lease = eventually("the replica's Lease", Duration::from_secs(20), || {
         let leases = leases.clone();
-        async move { leases.get_opt("modelgate-proxy-proxy-0").await.ok().flatten() }
+        async move {
+            leases
+                .get_opt("modelgate-proxy-proxy-0")
+                .await
+                .ok()
+                .flatten()
+        }
     })
     .await;
     let owners = lease.metadata.owner_references.unwrap();
     assert_eq!(owners.len(), 1);
     assert_eq!(
-        (owners[0].kind.as_str(), owners[0].name.as_str(), owners[0].uid.as_str()),
+        (
+            owners[0].kind.as_str(),
+            owners[0].name.as_str(),
+            owners[0].uid.as_str()
+        ),
         ("Pod", "proxy-0", uid.as_str())
     );
 
@@ -79,14 +95,18 @@ async fn a_crashed_replicas_lease_goes_with_its_pod() {
     pods.delete("proxy-0", &DeleteParams::default().grace_period(0))
         .await
         .unwrap();
-    eventually("the Lease to be garbage collected", Duration::from_secs(60), || {
-        let leases = leases.clone();
-        async move {
-            match leases.get_opt("modelgate-proxy-proxy-0").await {
-                Ok(None) => Some(()),
-                _ => None,
+    eventually(
+        "the Lease to be garbage collected",
+        Duration::from_secs(60),
+        || {
+            let leases = leases.clone();
+            async move {
+                match leases.get_opt("modelgate-proxy-proxy-0").await {
+                    Ok(None) => Some(()),
+                    _ => None,
+                }
             }
-        }
-    })
+        },
+    )
     .await;
 }

@@ -1,10 +1,10 @@
 //! One upstream deployment, resolved from its `model_list` entry: where to send requests,
 //! how to authenticate, its limits, and the sanitised facts the listings show.
 
-use crate::{catalog::Catalog, wire::Wire};
+use crate::{catalog::Catalog, metrics::DeploymentSeries, wire::Wire};
 use modelgate_crds::config::DeploymentConfig;
 use serde_json::{Map, Value, json};
-use std::{fmt, time::Duration};
+use std::{fmt, sync::OnceLock, time::Duration};
 
 /// How a deployment's upstream is called.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +133,8 @@ pub struct Deployment {
     pub is_wildcard: bool,
     /// URLs and headers prebuilt for calling this deployment.
     pub wire: Wire,
+    /// Its metric series (see `Metrics::series`).
+    pub series: OnceLock<DeploymentSeries>,
 }
 
 impl Deployment {
@@ -351,6 +353,7 @@ impl Deployment {
             is_wildcard: entry.model_name.contains('*'),
             provider,
             wire: Wire::default(),
+            series: OnceLock::new(),
         };
         d.wire = Wire::build(&d);
         d
