@@ -22,6 +22,7 @@ use axum::{
     response::Response,
 };
 use futures::{StreamExt, stream};
+use http_body_util::BodyExt;
 use serde_json::{Map, Value};
 use std::{sync::Arc, time::Duration, time::Instant};
 
@@ -136,7 +137,8 @@ pub async fn call_deployment(
 
     if call.stream && is_sse {
         let mut upstream = resp
-            .bytes_stream()
+            .into_body()
+            .into_data_stream()
             .map(|r| r.map_err(std::io::Error::other))
             .boxed();
         // Wait for the first chunk: until it arrives, a failure can still be retried.
@@ -187,12 +189,12 @@ pub async fn call_deployment(
         ));
     }
 
-    let bytes = match tokio::time::timeout(timeout, resp.bytes()).await {
-        Ok(Ok(b)) => b,
+    let bytes = match tokio::time::timeout(timeout, resp.into_body().collect()).await {
+        Ok(Ok(b)) => b.to_bytes(),
         Ok(Err(e)) => {
             return Err(failed(UpstreamError::Connection(format!(
                 "reading the response failed: {}",
-                e.without_url()
+                crate::client::describe(&*e)
             ))));
         }
         Err(_) => return Err(failed(UpstreamError::Timeout(timeout))),
@@ -223,7 +225,7 @@ pub async fn call_deployment(
     ))
 }
 
-fn copy_rate_headers(from: &reqwest::header::HeaderMap, to: &mut HeaderMap) {
+fn copy_rate_headers(from: &HeaderMap, to: &mut HeaderMap) {
     for (k, v) in from {
         let name = k.as_str();
         if name.starts_with("x-ratelimit-") || name == "retry-after" {

@@ -13,6 +13,7 @@ use crate::{
 };
 use arc_swap::ArcSwap;
 use futures::StreamExt;
+use http_body_util::BodyExt;
 use serde_json::{Map, Value, json};
 use std::{
     collections::HashMap,
@@ -49,7 +50,7 @@ fn fingerprint(d: &Deployment) -> String {
 }
 
 /// Checks one deployment with a minimal request of its mode.
-pub async fn check(http: &reqwest::Client, d: &Deployment) -> HealthResult {
+pub async fn check(http: &crate::client::Upstream, d: &Deployment) -> HealthResult {
     let done = |healthy: bool, error: Option<String>, rate_headers| HealthResult {
         healthy,
         error,
@@ -102,7 +103,7 @@ pub async fn check(http: &reqwest::Client, d: &Deployment) -> HealthResult {
                 .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
                 .collect();
             // Drain the body so the connection returns to the pool.
-            let _ = tokio::time::timeout(timeout, resp.bytes()).await;
+            let _ = tokio::time::timeout(timeout, resp.into_body().collect()).await;
             done(true, None, rate)
         }
         Err(e) => {

@@ -5,6 +5,7 @@ pub mod app;
 pub mod attempt;
 pub mod auth;
 pub mod catalog;
+pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod dispatch;

@@ -117,7 +117,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(path) => Catalog::from_file(path)?,
         None => Catalog::builtin(),
     };
-    let state = Shared::new().context("building the upstream HTTP client")?;
+    let state =
+        Shared::new().map_err(|e| anyhow::anyhow!("building the upstream HTTP client: {e}"))?;
     let defaults = Defaults {
         max_body_bytes: args.max_body_bytes,
         master_key_env: std::env::var("LITELLM_MASTER_KEY").ok(),

@@ -7,7 +7,6 @@ use arc_swap::ArcSwapOption;
 use std::{
     collections::BTreeSet,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 use tokio::sync::watch;
 
@@ -15,7 +14,7 @@ pub type AppState = Arc<Shared>;
 
 pub struct Shared {
     config: ArcSwapOption<Snapshot>,
-    pub http: reqwest::Client,
+    pub http: crate::client::Upstream,
     pub metrics: Metrics,
     pub health: HealthCache,
     /// Usage, cooldowns, in-flight counts and latencies, kept across reloads.
@@ -38,13 +37,8 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new() -> Result<AppState, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(10))
-            .build()?;
+    pub fn new() -> Result<AppState, crate::client::BoxError> {
+        let http = crate::client::Upstream::new()?;
         let (changed, _) = watch::channel(0);
         Ok(Arc::new(Self {
             config: ArcSwapOption::empty(),

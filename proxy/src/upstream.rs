@@ -1,12 +1,14 @@
 //! Calling one deployment: the provider's URL, auth header and body, and the mapping of
 //! what went wrong into the error a client sees (as LiteLLM maps it).
 
+use crate::client::{self, Upstream};
 use crate::{
     error::ApiError,
     router::deployment::{Deployment, Endpoint, Provider},
 };
-use axum::http::StatusCode;
+use axum::http::{Method, Request, Response, StatusCode};
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use serde::{Serialize, Serializer, ser::SerializeMap};
 use serde_json::{Map, Value};
 use std::time::Duration;
@@ -166,44 +168,44 @@ impl<'a> Serialize for UpstreamBody<'a> {
 
 /// Sends one request to a deployment and waits for the response head (not the body).
 pub async fn send(
-    http: &reqwest::Client,
+    http: &Upstream,
     d: &Deployment,
     endpoint: Endpoint,
     upstream_model: &str,
     body: Bytes,
     timeout: Duration,
-) -> Result<reqwest::Response, UpstreamError> {
+) -> Result<Response<client::Body>, UpstreamError> {
     if let Provider::Unsupported { name } = &d.provider {
         return Err(UpstreamError::Unusable(format!(
             "provider {name:?} (model {}) is not supported by modelgate yet",
             d.model
         )));
     }
-    let url = d
+    let uri = d
         .wire
         .url(d, endpoint, upstream_model)
         .map_err(UpstreamError::Unusable)?;
-    let req = http
-        .post(url)
-        .headers(d.wire.request_headers.clone())
-        .body(body);
-    let resp = match tokio::time::timeout(timeout, req.send()).await {
+    let mut req = Request::new(body);
+    *req.method_mut() = Method::POST;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = d.wire.request_headers.clone();
+    let resp = match tokio::time::timeout(timeout, http.send(req)).await {
         Err(_) => return Err(UpstreamError::Timeout(timeout)),
-        Ok(Err(e)) if e.is_timeout() => return Err(UpstreamError::Timeout(timeout)),
-        Ok(Err(e)) => return Err(UpstreamError::Connection(connection_message(e))),
+        Ok(Err(e)) if is_timeout(&*e) => return Err(UpstreamError::Timeout(timeout)),
+        Ok(Err(e)) => return Err(UpstreamError::Connection(client::describe(&*e))),
         Ok(Ok(r)) => r,
     };
     if resp.status().is_success() {
         return Ok(resp);
     }
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let status = resp.status();
     let retry_after = resp
         .headers()
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
         .map(String::from);
-    let text = match tokio::time::timeout(timeout, resp.bytes()).await {
-        Ok(Ok(b)) => b,
+    let text = match tokio::time::timeout(timeout, resp.into_body().collect()).await {
+        Ok(Ok(b)) => b.to_bytes(),
         _ => Bytes::new(),
     };
     Err(UpstreamError::Status {
@@ -211,6 +213,25 @@ pub async fn send(
         message: error_message(&text),
         retry_after,
     })
+}
+
+/// Whether a client error is a timeout (connecting, say), which LiteLLM reports as
+/// `litellm.Timeout` rather than a connection error.
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            || err
+                .downcast_ref::<reqwest::Error>()
+                .is_some_and(reqwest::Error::is_timeout)
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// The upstream's own error message, from an OpenAI envelope if it sent one.
@@ -227,18 +248,6 @@ fn error_message(body: &[u8]) -> String {
     let msg = msg.unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
     // Upstream pages can be large HTML; a message only needs the gist.
     msg.chars().take(1000).collect()
-}
-
-/// A connection error without URLs (they may carry query-string credentials).
-fn connection_message(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        msg = format!("{msg}: {s}");
-        source = s.source();
-    }
-    msg
 }
 
 #[cfg(test)]

@@ -4,14 +4,14 @@
 //! and their allocations at about a tenth of the proxy's CPU per request.
 
 use crate::router::deployment::{Deployment, Endpoint, Provider};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
 use std::fmt;
 
 /// Prebuilt request parts of one deployment.
 #[derive(Default)]
 pub struct Wire {
     /// Upstream URL per [`Endpoint`], for the deployment's own upstream model.
-    urls: [Option<reqwest::Url>; Endpoint::COUNT],
+    urls: [Option<Uri>; Endpoint::COUNT],
     /// Content type, auth and `extra_headers`, for every upstream request.
     pub request_headers: HeaderMap,
     /// The `x-litellm-*` headers that do not change per request.
@@ -35,7 +35,7 @@ impl Wire {
         let mut wire = Wire::default();
         for endpoint in Endpoint::ALL {
             if let Some(url) = d.url(endpoint, &d.upstream_model) {
-                match reqwest::Url::parse(&url) {
+                match url.parse::<Uri>() {
                     Ok(u) => wire.urls[endpoint as usize] = Some(u),
                     Err(e) => wire.problem = Some(format!("api_base is not a valid URL: {e}")),
                 }
@@ -101,12 +101,7 @@ impl Wire {
 
     /// The upstream URL for `endpoint` when calling `model`: prebuilt for the deployment's
     /// own model, parsed on the spot for a model a wildcard route substituted.
-    pub fn url(
-        &self,
-        d: &Deployment,
-        endpoint: Endpoint,
-        model: &str,
-    ) -> Result<reqwest::Url, String> {
+    pub fn url(&self, d: &Deployment, endpoint: Endpoint, model: &str) -> Result<Uri, String> {
         if let Some(problem) = &self.problem {
             return Err(problem.clone());
         }
@@ -118,7 +113,8 @@ impl Wire {
         let url = d
             .url(endpoint, model)
             .ok_or_else(|| format!("deployment {} ({}) has no api_base", d.id, d.model))?;
-        reqwest::Url::parse(&url).map_err(|e| format!("api_base is not a valid URL: {e}"))
+        url.parse::<Uri>()
+            .map_err(|e| format!("api_base is not a valid URL: {e}"))
     }
 }
 
@@ -142,7 +138,7 @@ mod tests {
             "model_name: g\nlitellm_params: {model: openai/gpt-4o, api_base: 'http://127.0.0.1:9/v1/', api_key: sk-1, extra_headers: {x-team: a}}",
         );
         let url = d.wire.url(&d, Endpoint::Chat, "gpt-4o").unwrap();
-        assert_eq!(url.as_str(), "http://127.0.0.1:9/v1/chat/completions");
+        assert_eq!(url.to_string(), "http://127.0.0.1:9/v1/chat/completions");
         let h = &d.wire.request_headers;
         assert_eq!(h["authorization"], "Bearer sk-1");
         assert!(h["authorization"].is_sensitive());
@@ -158,7 +154,7 @@ mod tests {
         );
         let url = d.wire.url(&d, Endpoint::Embeddings, "gpt-4o-eu").unwrap();
         assert_eq!(
-            url.as_str(),
+            url.to_string(),
             "https://x.openai.azure.com/openai/deployments/gpt-4o-eu/embeddings?api-version=2024-06-01"
         );
         // A model a wildcard route substituted gets its own URL.
