@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod conditions;
 pub mod config;
+pub mod logging;
 pub mod model_deployment;
 pub mod model_group_alias;
 mod schema;

@@ -48,30 +48,10 @@ struct Args {
     log_format: String,
 }
 
-fn init_logging(format: &str) {
-    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
-    let mut filter = tracing_subscriber::EnvFilter::new(&spec);
-    // kube's client logs every failed request as an error; our watches report failures
-    // once, with context, so its line is noise unless asked for.
-    if !spec.contains("kube_client")
-        && let Ok(d) = "kube_client::client::builder=off".parse()
-    {
-        filter = filter.add_directive(d);
-    }
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        b.json().init();
-    } else {
-        b.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging(&args.log_format);
+    modelgate_crds::logging::init(&args.log_format);
     let base = match &args.base_config {
         Some(p) => {
             let text =

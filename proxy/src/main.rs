@@ -84,32 +84,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging(&args.log_format);
+    modelgate_crds::logging::init(&args.log_format);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.worker_threads {
         rt.worker_threads(n);
     }
     rt.enable_all().build()?.block_on(run(args))
-}
-
-fn init_logging(format: &str) {
-    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
-    let mut filter = tracing_subscriber::EnvFilter::new(&spec);
-    // kube's client logs every failed request as an error; our watches report failures
-    // once, with context, so its line is noise unless asked for.
-    if !spec.contains("kube_client")
-        && let Ok(d) = "kube_client::client::builder=off".parse()
-    {
-        filter = filter.add_directive(d);
-    }
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

@@ -315,3 +315,66 @@ async fn three_replicas_share_limits_and_cooldowns_and_survive_redis_outages() {
     }
     drop(server);
 }
+
+/// `redis_failure_mode: closed`: while Redis is away, a deployment with limits is refused
+/// (429, `retry-after`) rather than served past a limit nobody can check; a deployment
+/// without limits keeps serving; all recovers when Redis is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_failure_mode_refuses_limited_deployments_while_redis_is_away() {
+    let redis_port = free_port();
+    let mut server = redis(redis_port);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "general_settings: {{background_health_checks: false}}\nrouter_settings:\n  routing_strategy: usage-based-routing-v2\n  redis_host: 127.0.0.1\n  redis_port: {redis_port}\n  redis_failure_mode: closed\n\
+             model_list:\n\
+             \x20 - {{model_name: limited, litellm_params: {{model: openai/x, mock_response: ok, rpm: 1000}}}}\n\
+             \x20 - {{model_name: free, litellm_params: {{model: openai/x, mock_response: ok}}}}\n"
+        ),
+    )
+    .unwrap();
+    let (_proxy, base) = proxy(&config);
+    let http = reqwest::Client::new();
+    let r = ready(&http, &base).await;
+    assert_eq!(r["cache"]["on_outage"], "closed", "{r}");
+    fresh_minute(20).await;
+    assert_eq!(chat(&http, &base, "limited").await.status(), 200);
+
+    drop(server);
+    let started = Instant::now();
+    let refused = loop {
+        let resp = chat(&http, &base, "limited").await;
+        if resp.status() == 429 {
+            break resp;
+        }
+        assert_eq!(resp.status(), 200);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still served past a limit nobody can check"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("redis_failure_mode is closed"),
+        "{body}"
+    );
+    assert_eq!(chat(&http, &base, "free").await.status(), 200);
+
+    server = redis(redis_port);
+    let started = Instant::now();
+    while chat(&http, &base, "limited").await.status() != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "limited deployment not served after redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(server);
+}
