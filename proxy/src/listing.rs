@@ -11,8 +11,9 @@ use crate::{
     router::{Group, Snapshot, deployment::Deployment},
 };
 use bytes::Bytes;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, ops::Range, sync::Arc};
 
 /// LiteLLM reports this creation time for every model.
 const CREATED: u64 = 1677610602;
@@ -55,6 +56,9 @@ pub struct ListedName {
     pub deployments: Group,
 }
 
+/// The listings as served. Only bytes are kept: each single item (`/v1/models/{id}`,
+/// one group's info, one deployment's info) is a slice of the full body that holds it, so
+/// 10,000 deployments cost their JSON and little more (JSON trees cost ~40 KB each).
 #[derive(Debug, Default)]
 pub struct Listing {
     pub names: Vec<ListedName>,
@@ -63,9 +67,9 @@ pub struct Listing {
     pub models_with_wildcards: Bytes,
     pub model_info: Bytes,
     pub model_group_info: Bytes,
-    model_items: HashMap<String, Value>,
-    group_items: HashMap<String, Value>,
-    info_by_id: HashMap<String, Value>,
+    model_items: HashMap<String, Bytes>,
+    group_items: HashMap<String, Bytes>,
+    info_by_id: HashMap<String, Bytes>,
 }
 
 impl Listing {
@@ -94,64 +98,122 @@ impl Listing {
             push(pattern.raw(), g);
         }
 
-        let mut model_items = HashMap::new();
-        let mut group_items = HashMap::new();
-        let mut info_entries = Vec::new();
-        let mut info_by_id = HashMap::new();
-        let mut models = Vec::new();
-        let mut wildcard_models = Vec::new();
+        let mut models = JsonArray::new(b"{\"data\":[");
+        let mut wildcard_items = Vec::new();
+        let mut model_spans = Vec::new();
+        let mut groups = JsonArray::new(b"{\"data\":[");
+        let mut group_spans = Vec::with_capacity(names.len());
+        let mut infos = JsonArray::new(b"{\"data\":[");
+        let mut info_spans = Vec::new();
         for listed in &names {
             let group = group_info(&listed.name, &listed.deployments);
-            let is_wildcard = listed.name.contains('*');
             let item = model_item(&listed.name, &group);
-            if is_wildcard {
-                wildcard_models.push(item);
-                models.extend(expand_wildcard(&listed.name, catalog));
-            } else {
-                model_items.insert(listed.name.clone(), item.clone());
-                models.push(item);
-            }
-            for d in listed.deployments.iter() {
-                let entry = info_entry(&listed.name, d);
-                if listed.name == d.model_name {
-                    info_by_id.insert(d.id.clone(), entry.clone());
+            if listed.name.contains('*') {
+                wildcard_items.push(item);
+                for expanded in expand_wildcard(&listed.name, catalog) {
+                    models.push(&expanded);
                 }
-                info_entries.push(entry);
+            } else {
+                model_spans.push((listed.name.clone(), models.push(&item)));
             }
-            group_items.insert(listed.name.clone(), group);
+            group_spans.push((listed.name.clone(), groups.push(&group)));
+            for d in listed.deployments.iter() {
+                let span = infos.push(&InfoEntry {
+                    model_name: &listed.name,
+                    litellm_params: &d.public_params,
+                    model_info: &d.model_info,
+                });
+                if listed.name == d.model_name {
+                    info_spans.push((d.id.clone(), span));
+                }
+            }
         }
-        let group_list: Vec<&Value> = names.iter().map(|n| &group_items[&n.name]).collect();
-        let with_wildcards: Vec<&Value> = models.iter().chain(&wildcard_models).collect();
+        let mut with_wildcards = models.clone();
+        for item in &wildcard_items {
+            with_wildcards.push(item);
+        }
+        let models = models.finish(b"],\"object\":\"list\"}");
+        let model_group_info = groups.finish(b"]}");
+        let model_info = infos.finish(b"]}");
+        let slices = |body: &Bytes, spans: Vec<(String, Range<usize>)>| -> HashMap<String, Bytes> {
+            spans.into_iter().map(|(k, r)| (k, body.slice(r))).collect()
+        };
         Self {
-            models: to_bytes(&json!({"data": models, "object": "list"})),
-            models_with_wildcards: to_bytes(&json!({"data": with_wildcards, "object": "list"})),
-            model_info: to_bytes(&json!({ "data": info_entries })),
-            model_group_info: to_bytes(&json!({ "data": group_list })),
+            model_items: slices(&models, model_spans),
+            group_items: slices(&model_group_info, group_spans),
+            info_by_id: slices(&model_info, info_spans),
+            models_with_wildcards: with_wildcards.finish(b"],\"object\":\"list\"}"),
+            models,
+            model_info,
+            model_group_info,
             names,
-            model_items,
-            group_items,
-            info_by_id,
         }
     }
 
     /// One `/v1/models/{id}` item: groups and non-hidden aliases.
-    pub fn model(&self, id: &str) -> Option<&Value> {
+    pub fn model(&self, id: &str) -> Option<&Bytes> {
         self.model_items.get(id)
     }
 
     /// One `/model_group/info` entry.
-    pub fn group(&self, name: &str) -> Option<&Value> {
+    pub fn group(&self, name: &str) -> Option<&Bytes> {
         self.group_items.get(name)
     }
 
     /// One `/model/info` entry by deployment id.
-    pub fn deployment(&self, id: &str) -> Option<&Value> {
+    pub fn deployment(&self, id: &str) -> Option<&Bytes> {
         self.info_by_id.get(id)
     }
 }
 
-fn to_bytes(v: &Value) -> Bytes {
-    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+/// `{"data":[` + `item` + `]}`: a one-entry list around a stored item.
+pub fn data_of(item: Option<&Bytes>) -> Bytes {
+    let mut out = Vec::with_capacity(item.map_or(0, Bytes::len) + 12);
+    out.extend_from_slice(b"{\"data\":[");
+    if let Some(item) = item {
+        out.extend_from_slice(item);
+    }
+    out.extend_from_slice(b"]}");
+    Bytes::from(out)
+}
+
+/// A JSON array written item by item, remembering where each item sits.
+#[derive(Clone)]
+struct JsonArray {
+    buf: Vec<u8>,
+    empty: bool,
+}
+
+impl JsonArray {
+    fn new(prefix: &[u8]) -> Self {
+        Self {
+            buf: prefix.to_vec(),
+            empty: true,
+        }
+    }
+
+    fn push(&mut self, item: &impl Serialize) -> Range<usize> {
+        if !self.empty {
+            self.buf.push(b',');
+        }
+        self.empty = false;
+        let start = self.buf.len();
+        // Serialising maps and strings into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.buf, item);
+        start..self.buf.len()
+    }
+
+    fn finish(mut self, suffix: &[u8]) -> Bytes {
+        self.buf.extend_from_slice(suffix);
+        Bytes::from(self.buf)
+    }
+}
+
+#[derive(Serialize)]
+struct InfoEntry<'a> {
+    model_name: &'a str,
+    litellm_params: &'a Map<String, Value>,
+    model_info: &'a Map<String, Value>,
 }
 
 fn model_item(name: &str, group: &Value) -> Value {
@@ -179,10 +241,6 @@ fn expand_wildcard(pattern: &str, catalog: &Catalog) -> Vec<Value> {
                    "owned_by": "openai"})
         })
         .collect()
-}
-
-fn info_entry(name: &str, d: &Deployment) -> Value {
-    json!({"model_name": name, "litellm_params": d.public_params, "model_info": d.model_info})
 }
 
 fn group_info(name: &str, deployments: &[Arc<Deployment>]) -> Value {

@@ -1,7 +1,7 @@
 //! `/v1/models`, `/model/info`, `/model_group/info`: served from the snapshot's listing.
 
 use super::snapshot;
-use crate::{error::ApiError, state::AppState};
+use crate::{error::ApiError, listing, state::AppState};
 use axum::{
     extract::{Path, Query, State},
     http::{HeaderValue, header},
@@ -9,7 +9,6 @@ use axum::{
 };
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 fn json_bytes(b: Bytes) -> Response {
     let mut r = b.into_response();
@@ -44,7 +43,7 @@ pub async fn one(
 ) -> Result<Response, ApiError> {
     let snap = snapshot(&state)?;
     match snap.listing.model(&id) {
-        Some(item) => Ok(axum::Json(item.clone()).into_response()),
+        Some(item) => Ok(json_bytes(item.clone())),
         None => Err(ApiError::not_found(format!(
             "The model `{id}` does not exist. Call `/v1/models` to view available models for your key."
         ))
@@ -66,7 +65,7 @@ pub async fn info(
         return Ok(json_bytes(snap.listing.model_info.clone()));
     };
     match snap.listing.deployment(&id) {
-        Some(entry) => Ok(axum::Json(json!({ "data": [entry] })).into_response()),
+        Some(entry) => Ok(json_bytes(listing::data_of(Some(entry)))),
         None => Err(
             ApiError::bad_request(format!("Model id = {id} not found on litellm proxy"))
                 .with_param("litellm_model_id"),
@@ -87,6 +86,5 @@ pub async fn group_info(
     let Some(name) = q.model_group else {
         return Ok(json_bytes(snap.listing.model_group_info.clone()));
     };
-    let data: Vec<Value> = snap.listing.group(&name).cloned().into_iter().collect();
-    Ok(axum::Json(json!({ "data": data })).into_response())
+    Ok(json_bytes(listing::data_of(snap.listing.group(&name))))
 }
