@@ -793,7 +793,7 @@ PROFILE_CATEGORIES = [
      r"modelgate_proxy::handlers::inference::serve", None, None),
     ("upstream::send (the hyper client call, to the response head)", r"modelgate_proxy::upstream::send",
      None, None),
-    ("hyper client: pool checkout, request encoding, response parsing",
+    ("hyper client, inclusive: its connection tasks, i.e. the upstream side's socket I/O",
      r"^hyper_util::client::legacy|hyper::proto::h1::role::Client|hyper::client::", None, None),
     ("URL parsing (url::parser), anywhere", r"^url::parser", None, None),
     ("parse the client's JSON body (serde_json, outside restamp)", r"^serde_json::de::",
