@@ -1335,6 +1335,19 @@ fn the_binaries_serve_a_model_with_the_charts_rbac_and_arguments() {
         .unwrap()
         .ok()
         .unwrap();
+    let pod_uid = cluster
+        .kubectl_ok(&[
+            "get",
+            "pod",
+            "proxy-a",
+            "-n",
+            n,
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ])
+        .unwrap()
+        .trim()
+        .to_string();
     let token = |sa: &str, bound: &[&str]| {
         let mut args = vec!["create", "token", sa, "-n", n, "--duration=10m"];
         args.extend_from_slice(bound);
@@ -1372,6 +1385,10 @@ fn the_binaries_serve_a_model_with_the_charts_rbac_and_arguments() {
                 (_, Some(v)) => v.to_string(),
                 ("POD_NAME", None) => pod.to_string(),
                 ("POD_NAMESPACE", None) => n.to_string(),
+                ("POD_UID", None) => {
+                    assert_eq!(e["valueFrom"]["fieldRef"]["fieldPath"], "metadata.uid");
+                    pod_uid.clone()
+                }
                 ("LITELLM_MASTER_KEY", None) => {
                     assert_eq!(
                         e["valueFrom"]["secretKeyRef"],
@@ -1442,9 +1459,19 @@ fn the_binaries_serve_a_model_with_the_charts_rbac_and_arguments() {
         ])
         .unwrap();
     assert_eq!(holder, "operator-0");
-    cluster
-        .kubectl_ok(&["get", "lease", "modelgate-proxy-proxy-a", "-n", n])
+    // The replica's Lease is owned by its Pod, so it goes with the Pod after a crash.
+    let owner = cluster
+        .kubectl_ok(&[
+            "get",
+            "lease",
+            "modelgate-proxy-proxy-a",
+            "-n",
+            n,
+            "-o",
+            "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].uid}",
+        ])
         .unwrap();
+    assert_eq!(owner.trim(), format!("Pod/{pod_uid}"));
     let problems: Vec<String> = logs(&[&operator, &proxy])
         .lines()
         .filter(|l| l.contains("forbidden") || l.contains("Forbidden"))
