@@ -88,11 +88,13 @@ async fn edits_under_load_apply_without_failed_requests() {
                 "--port",
                 &port.to_string(),
             ])
+            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("proxy.log")).unwrap())
             .spawn()
             .unwrap(),
     );
+    let proxy_log = || std::fs::read_to_string(dir.path().join("proxy.log")).unwrap_or_default();
     let http = reqwest::Client::new();
     let started = Instant::now();
     while http
@@ -192,7 +194,37 @@ async fn edits_under_load_apply_without_failed_requests() {
         latencies.last().unwrap()
     );
 
-    // A broken file: reported, and the last good config keeps serving.
+    // Rejections so far (none expected; printed so a CI log shows why if there were).
+    let failures = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("modelgate_config_reloads_total{result=\"failure\"} "))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    };
+    let metrics_text = || async {
+        http.get(format!("{base}/metrics"))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let failed_before = failures(&metrics_text().await);
+    if failed_before > 0 {
+        println!(
+            "{failed_before} reload(s) rejected during the edits:\n{}",
+            proxy_log()
+                .lines()
+                .filter(|l| l.contains("rejected"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+
+    // A broken file: reported once (re-reads of the same file do not count again), and
+    // the last good config keeps serving.
     let before = model_ids(&http, &base).await;
     write_atomically(&path, "model_list: [this is: not: valid");
     let t0 = Instant::now();
@@ -216,18 +248,14 @@ async fn edits_under_load_apply_without_failed_requests() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(model_ids(&http, &base).await, before);
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("modelgate_config_reloads_total{result=\"failure\"} 1"),
-        "{metrics}"
+    // Wait past the re-read 150 ms after the change: a double count would show here.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics = metrics_text().await;
+    assert_eq!(
+        failures(&metrics),
+        failed_before + 1,
+        "{metrics}\nproxy log:\n{}",
+        proxy_log()
     );
 
     // Fixed again: recovers.
