@@ -109,10 +109,17 @@ impl FileSource {
                 }
                 _ = tokio::time::sleep(wait) => recheck = false,
             }
-            if let Err(e) = self.reload(&state) {
+            match self.reload(&state) {
+                Ok(_) => {}
+                // Right after a change the writer may not be done (a plain `write` truncates,
+                // then writes): a file that does not load yet is judged at the re-read, so a
+                // half-written file is never reported as a broken config.
+                Err(_) if recheck => {}
                 // Failing polls of the same broken file would flood the log: report changes only.
-                if state.last_error().as_deref() != Some(e.as_str()) {
-                    state.reject(e);
+                Err(e) => {
+                    if state.last_error().as_deref() != Some(e.as_str()) {
+                        state.reject(e);
+                    }
                 }
             }
         }
