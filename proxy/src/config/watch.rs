@@ -70,6 +70,9 @@ impl FileSource {
         let file_name = self.path.file_name().map(|n| n.to_os_string());
         let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
             let relevant = match &ev {
+                // Our own reads raise open/read events; counting them as changes would make
+                // every reload schedule the next one, forever.
+                Ok(ev) if !is_write(&ev.kind) => false,
                 Ok(ev) => ev.paths.iter().any(|p| {
                     file_name.is_none() || p.file_name().map(|n| n.to_os_string()) == file_name
                         // Kubernetes-style volumes swap a `..data` symlink.
@@ -123,6 +126,17 @@ impl FileSource {
                 }
             }
         }
+    }
+}
+
+/// Whether an event can mean new content: anything but an access, except a close after
+/// writing (editors that write in place signal the end of their write that way).
+fn is_write(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
     }
 }
 
