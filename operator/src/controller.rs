@@ -111,6 +111,7 @@ impl Controller {
         configmap_name: String,
         base: modelgate_crds::config::Config,
         metrics: Arc<crate::metrics::Metrics>,
+        proxy_access: Option<crate::proxy_access::ProxyAccess>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let cfg = watcher::Config::default();
@@ -182,6 +183,9 @@ impl Controller {
             replicas,
             replicas_seen_since,
             home: namespace.map(String::from),
+            written: Default::default(),
+            proxy_access,
+            granted: Default::default(),
         });
         Self {
             ctx,

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod controller;
 pub mod leader;
 pub mod metrics;
+pub mod proxy_access;
 pub mod reconcile;
 pub mod render;
 pub mod replicas;

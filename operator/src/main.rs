@@ -4,7 +4,10 @@
 use anyhow::Context as _;
 use clap::Parser;
 use modelgate_crds::config::Config;
-use modelgate_operator::{admin, controller::Controller, leader::LeaderElection, metrics::Metrics};
+use modelgate_operator::{
+    admin, controller::Controller, leader::LeaderElection, metrics::Metrics,
+    proxy_access::ProxyAccess,
+};
 use std::{
     path::PathBuf,
     sync::{Arc, atomic::AtomicBool},
@@ -46,6 +49,11 @@ struct Args {
     /// Log format: `text` or `json`.
     #[arg(long, default_value = "text")]
     log_format: String,
+    /// The proxies' ServiceAccount: when given, each gateway namespace gets a Role and
+    /// RoleBinding (`<configmap>-proxy-secrets`) that let it read exactly the Secrets its
+    /// config references, and nothing else.
+    #[arg(long, env = "MODELGATE_PROXY_SERVICE_ACCOUNT")]
+    proxy_service_account: Option<String>,
 }
 
 #[tokio::main]
@@ -71,6 +79,9 @@ async fn main() -> anyhow::Result<()> {
         args.configmap.clone(),
         base,
         metrics.clone(),
+        args.proxy_service_account
+            .clone()
+            .map(|service_account| ProxyAccess { service_account }),
     );
     let ready = controller.ready.clone();
     let leading = Arc::new(AtomicBool::new(!args.leader_election));

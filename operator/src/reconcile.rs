@@ -4,6 +4,7 @@
 use crate::{
     GENERATION_ANNOTATION, HASH_ANNOTATION, MANAGED_BY, MANAGER, Result,
     metrics::{Metrics, NamespaceLabels},
+    proxy_access::{self, ProxyAccess},
     render::{self, Plan, SecretKeys, Verdict},
     replicas::{self, Replicas},
     status::{self, Programmed},
@@ -28,7 +29,10 @@ use kube::{
 use modelgate_crds::{ModelDeployment, ModelGroupAlias, conditions::types, config::Config};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 /// Everything a reconcile needs.
 pub struct Context {
@@ -47,6 +51,18 @@ pub struct Context {
     /// The namespace given with `--namespace`: it always gets a router ConfigMap, even
     /// empty, so its proxies become ready before the first model is declared.
     pub home: Option<String>,
+    /// The last generation this process wrote per namespace: with the replicas' Leases and
+    /// the statuses, it keeps generations rising when the ConfigMap is deleted.
+    pub written: std::sync::Mutex<BTreeMap<String, i64>>,
+    /// When set, each namespace's proxies get read access to exactly the Secrets its
+    /// config references.
+    pub proxy_access: Option<ProxyAccess>,
+    /// The Secret names last granted per namespace, so unchanged grants are not re-sent.
+    pub granted: std::sync::Mutex<BTreeMap<String, BTreeSet<String>>>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn in_ns<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>, ns: &str) -> Vec<K> {
@@ -82,12 +98,38 @@ pub async fn reconcile(ctx: &Context, ns: &str) -> Result<Option<Timestamp>> {
         && aliases.is_empty()
         && current.is_none()
         && ctx.home.as_deref() != Some(ns)
+        && !serving_namespaces(ctx).contains(ns)
     {
-        // Nothing declared here and nothing written before: not a gateway namespace.
+        // Nothing declared here, nothing written before, no proxy waiting: not a gateway.
         return Ok(None);
     }
     let plan = render::plan(&ctx.base, &deployments, &aliases, &secrets);
-    let generation = apply_configmap(ctx, &cms, current.as_ref(), &plan).await?;
+    let leases = ctx.replicas.state();
+    // What replicas serve and statuses record bounds the next generation from below, so a
+    // deleted and recreated ConfigMap never reuses a number.
+    let floor = deployments
+        .iter()
+        .filter_map(|d| d.status.as_ref()?.config_generation)
+        .chain(
+            aliases
+                .iter()
+                .filter_map(|a| a.status.as_ref()?.config_generation),
+        )
+        .chain(lock(&ctx.written).get(ns).copied())
+        .fold(
+            replicas::highest_served(leases.iter().map(|l| &**l), ns, &ctx.configmap_name),
+            i64::max,
+        );
+    // Access first: a proxy that sees a new Secret reference can read it at once.
+    if let Some(access) = &ctx.proxy_access {
+        let names = proxy_access::secret_names(&plan.config);
+        if lock(&ctx.granted).get(ns) != Some(&names) {
+            proxy_access::apply(&ctx.client, ns, &ctx.configmap_name, access, &names).await?;
+            lock(&ctx.granted).insert(ns.to_string(), names);
+        }
+    }
+    let generation = apply_configmap(ctx, &cms, current.as_ref(), &plan, floor).await?;
+    lock(&ctx.written).insert(ns.to_string(), generation);
     ctx.metrics
         .rendered_deployments
         .get_or_create(&NamespaceLabels {
@@ -100,7 +142,6 @@ pub async fn reconcile(ctx: &Context, ns: &str) -> Result<Option<Timestamp>> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .elapsed();
-    let leases = ctx.replicas.state();
     let mut replicas = replicas::live(
         leases.iter().map(|l| &**l),
         ns,
@@ -189,12 +230,14 @@ impl Prior<'_> {
 }
 
 /// Writes the ConfigMap when its content differs from the plan (including hand edits);
-/// returns the generation that carries the plan.
+/// returns the generation that carries the plan. A new generation is above both the old one
+/// and `floor`.
 async fn apply_configmap(
     ctx: &Context,
     cms: &Api<ConfigMap>,
     current: Option<&ConfigMap>,
     plan: &Plan,
+    floor: i64,
 ) -> Result<i64> {
     let annotation = |k: &str| current.and_then(|c| c.annotations().get(k).cloned());
     let old_generation: i64 = annotation(GENERATION_ANNOTATION)
@@ -215,7 +258,7 @@ async fn apply_configmap(
     }
     let hand_edited = current.is_some()
         && annotation(HASH_ANNOTATION).is_some_and(|h| data_hash.as_deref() != Some(h.as_str()));
-    let generation = old_generation + 1;
+    let generation = old_generation.max(floor) + 1;
     let cm = json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -345,5 +388,21 @@ pub fn namespaces(ctx: &Context) -> BTreeMap<String, ()> {
     for ns in ctx.aliases.state().iter().filter_map(|o| o.namespace()) {
         out.insert(ns, ());
     }
+    for ns in serving_namespaces(ctx) {
+        out.insert(ns, ());
+    }
     out
+}
+
+/// Namespaces where proxy replicas wait for this operator's ConfigMap (their Leases say so):
+/// they are gateways even before the first model, and get an empty config to be ready on.
+fn serving_namespaces(ctx: &Context) -> BTreeSet<String> {
+    ctx.replicas
+        .state()
+        .iter()
+        .filter(|l| {
+            l.labels().get(modelgate_crds::wire::REPLICA_OF_LABEL) == Some(&ctx.configmap_name)
+        })
+        .filter_map(|l| l.namespace())
+        .collect()
 }

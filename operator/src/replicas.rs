@@ -58,6 +58,30 @@ impl Replicas {
     }
 }
 
+/// The highest generation any replica of `configmap` in `namespace` reports serving, expired
+/// or not. A ConfigMap recreated after a deletion must start above it: numbering from 1 again
+/// would let a replica still serving the old content count as serving the new.
+pub fn highest_served<'a>(
+    leases: impl IntoIterator<Item = &'a Lease>,
+    namespace: &str,
+    configmap: &str,
+) -> i64 {
+    leases
+        .into_iter()
+        .filter(|l| {
+            l.metadata.namespace.as_deref() == Some(namespace)
+                && l.labels().get(REPLICA_OF_LABEL).map(String::as_str) == Some(configmap)
+        })
+        .filter_map(|l| {
+            l.annotations()
+                .get(SERVED_GENERATION_ANNOTATION)?
+                .parse()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Replicas whose Lease for `configmap` in `namespace` has not expired at `now`.
 pub fn live<'a>(
     leases: impl IntoIterator<Item = &'a Lease>,
@@ -188,6 +212,20 @@ mod tests {
         assert_eq!(r.live.len(), 1);
         assert_eq!(r.live[0].name, "a");
         assert!(r.next_expiry.is_some());
+    }
+
+    #[test]
+    fn highest_served_counts_expired_leases_of_this_configmap_only() {
+        let now = Timestamp::now();
+        let old = now - k8s_openapi::jiff::SignedDuration::from_secs(60);
+        let leases = [
+            lease("a", "cm", Some(3), now),
+            lease("b", "cm", Some(7), old),
+            lease("c", "other", Some(9), now),
+            lease("d", "cm", None, now),
+        ];
+        assert_eq!(highest_served(&leases, "ns", "cm"), 7);
+        assert_eq!(highest_served(&leases, "ns", "none"), 0);
     }
 
     #[test]

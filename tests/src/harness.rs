@@ -62,21 +62,30 @@ fn binary(name: &str) -> PathBuf {
 
 /// The operator for one namespace, with a short leader Lease.
 pub fn start_operator(ns: &str, lease: &str) -> Process {
+    start_operator_with_admin(ns, lease, free_port())
+}
+
+/// As [`start_operator`], with its admin endpoints (`/metrics`, `/readyz`) on `admin_port`.
+pub fn start_operator_with_admin(ns: &str, lease: &str, admin_port: u16) -> Process {
+    operator(Some(ns), ns, lease, admin_port)
+}
+
+/// The operator watching every namespace, its leader Lease in `lease_ns`.
+pub fn start_operator_all_namespaces(lease_ns: &str, lease: &str, admin_port: u16) -> Process {
+    operator(None, lease_ns, lease, admin_port)
+}
+
+fn operator(ns: Option<&str>, lease_ns: &str, lease: &str, admin_port: u16) -> Process {
+    let scope: Vec<&str> = ns.map(|n| vec!["--namespace", n]).unwrap_or_default();
     Process(
         Command::new(binary("modelgate-operator"))
-            .args([
-                "--namespace",
-                ns,
-                "--lease-namespace",
-                ns,
-                "--lease-name",
-                lease,
-            ])
+            .args(scope)
+            .args(["--lease-namespace", lease_ns, "--lease-name", lease])
             .args([
                 "--lease-duration",
                 "4",
                 "--admin-port",
-                &free_port().to_string(),
+                &admin_port.to_string(),
             ])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

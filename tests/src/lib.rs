@@ -14,6 +14,7 @@
 //! ```
 
 pub mod harness;
+pub mod load;
 
 use std::ffi::OsString;
 use std::io::Write;

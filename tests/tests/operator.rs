@@ -5,15 +5,17 @@
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{
-    Api,
+    Api, ResourceExt,
     api::{DeleteParams, PostParams},
 };
 use modelgate_crds::{ModelDeployment, ModelGroupAlias};
 use modelgate_tests::harness::{
-    CM, alias, apply, client, condition, config_where, ensure_crds, md, start_operator, status_of,
+    CM, Proxy, alias, apply, client, condition, config_where, ensure_crds, eventually, free_port,
+    md, start_operator, start_operator_all_namespaces, start_operator_with_admin, status_of,
     temp_ns, wait_condition,
 };
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use std::{
     process::Command,
     time::{Duration, Instant},
@@ -95,11 +97,34 @@ async fn renders_reports_and_recovers() {
         .delete("azure", &DeleteParams::default())
         .await
         .unwrap();
+    // `kubectl wait` started while azure-eu is not programmed returns once it is.
+    let waiting_ns = ns.name.clone();
+    let waiter = std::thread::spawn(move || {
+        Command::new("kubectl")
+            .args([
+                "wait",
+                "-n",
+                &waiting_ns,
+                "--for=condition=Programmed",
+                "--timeout=30s",
+            ])
+            .arg("modeldeployment/azure-eu")
+            .status()
+            .unwrap()
+            .success()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let st = status_of(&mds, "azure-eu").await;
+    assert_eq!(condition(&st, "Programmed").unwrap().0, "False");
     apply(
         &secrets,
         secret(json!({"api-key": "sk-never-in-configmap"})),
     )
     .await;
+    assert!(
+        waiter.join().unwrap(),
+        "kubectl wait did not see Programmed"
+    );
     let (cfg, g2) = config_where(&cms, "azure-eu rendered", |c| c.model_list.len() == 2).await;
     assert!(g2 > g1);
     let azure = cfg
@@ -113,7 +138,44 @@ async fn renders_reports_and_recovers() {
     );
     let raw = cms.get(CM).await.unwrap().data.unwrap()["config.yaml"].clone();
     assert!(!raw.contains("sk-never-in-configmap"));
-    wait_condition(&mds, "azure-eu", "Programmed", "True", "Programmed").await;
+    let st = wait_condition(&mds, "azure-eu", "Programmed", "True", "Programmed").await;
+    let object = mds.get("azure-eu").await.unwrap();
+    assert_eq!(st["observedGeneration"], json!(object.metadata.generation));
+    // The content hash annotation is the SHA-256 of what the ConfigMap holds.
+    let cm = cms.get(CM).await.unwrap();
+    let digest = Sha256::digest(cm.data.as_ref().unwrap()["config.yaml"].as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(cm.annotations()["modelgate.dev/config-hash"], hex);
+    // Each flip of a condition was an Event: the missing Secret a Warning, the recovery
+    // a Normal one.
+    let events = Command::new("kubectl")
+        .args(["get", "events", "-n", &ns.name, "-o", "json"])
+        .args(["--field-selector", "involvedObject.name=azure-eu"])
+        .output()
+        .unwrap();
+    let events: Value = serde_json::from_slice(&events.stdout).unwrap();
+    let seen: Vec<(String, String)> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().into(),
+                e["reason"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("Warning", "SecretNotFound"),
+        ("Normal", "Resolved"),
+        ("Normal", "Programmed"),
+    ] {
+        assert!(
+            seen.iter()
+                .any(|(t, r)| (t.as_str(), r.as_str()) == expected),
+            "no {expected:?} Event in {seen:?}"
+        );
+    }
     wait_condition(&aliases, "gpt-4", "ResolvedRefs", "True", "Resolved").await;
     let (cfg, _) = config_where(&cms, "alias rendered", |c| {
         !c.router_settings.model_group_alias.is_empty()
@@ -213,6 +275,12 @@ async fn renders_reports_and_recovers() {
         "no restore Event"
     );
 
+    // Deleted: recreated, numbered above every generation before (a replica still serving
+    // an old one must not count as serving the new).
+    cms.delete(CM, &DeleteParams::default()).await.unwrap();
+    let (_, g5) = config_where(&cms, "ConfigMap recreated", |c| c.model_list.len() == 2).await;
+    assert!(g5 > g4, "recreated as generation {g5} after {g4}");
+
     // Delete everything: a valid empty config remains.
     for name in ["demo", "azure-eu"] {
         mds.delete(name, &DeleteParams::default()).await.unwrap();
@@ -251,10 +319,39 @@ async fn restarts_cause_no_churn_and_a_standby_takes_over() {
     let rv_cm = cms.get(CM).await.unwrap().metadata.resource_version;
     let rv_md = mds.get("one").await.unwrap().metadata.resource_version;
 
-    // Restart: nothing is rewritten.
+    // Restart: the new process leads and reconciles (seen on its own metrics), and
+    // rewrites nothing.
     drop(op);
-    let op = start_operator(&ns.name, "op");
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    let admin = free_port();
+    let op = start_operator_with_admin(&ns.name, "op", admin);
+    let metrics = eventually(
+        "the restarted operator leads and reconciles",
+        Duration::from_secs(20),
+        || async {
+            let text = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            let leads = metric(&text, "modelgate_operator_leader") == Some(1.0);
+            let reconciled = metric(&text, "modelgate_operator_reconciles_total{result=\"ok\"}")
+                .is_some_and(|n| n >= 1.0);
+            (leads && reconciled).then_some(text)
+        },
+    )
+    .await;
+    assert_eq!(
+        metric(&metrics, "modelgate_operator_configmap_writes_total"),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "modelgate_operator_status_writes_total"),
+        Some(0.0),
+        "{metrics}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         cms.get(CM).await.unwrap().metadata.resource_version,
         rv_cm,
@@ -291,4 +388,61 @@ async fn restarts_cause_no_churn_and_a_standby_takes_over() {
         killed.elapsed()
     );
     drop(standby);
+}
+
+#[tokio::test]
+async fn an_all_namespaces_operator_serves_every_gateway_namespace() {
+    let client = client().await;
+    ensure_crds();
+    let x = temp_ns(&client, "mg-all-x").await;
+    let y = temp_ns(&client, "mg-all-y").await;
+    let z = temp_ns(&client, "mg-all-z").await;
+    for (ns, group) in [(&x, "gx"), (&y, "gy")] {
+        let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns.name);
+        apply(
+            &mds,
+            md(
+                "m",
+                json!({"modelName": group, "model": "openai/gpt-4o", "mockResponse": "hi"}),
+            ),
+        )
+        .await;
+    }
+    let admin = free_port();
+    let _op = start_operator_all_namespaces(&x.name, "op-all", admin);
+    for (ns, group) in [(&x, "gx"), (&y, "gy")] {
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+        config_where(&cms, &format!("{group} rendered"), |c| {
+            c.model_list.len() == 1 && c.model_list[0].model_name == group
+        })
+        .await;
+    }
+    // A namespace with only a proxy replica waiting is a gateway too: it gets an empty
+    // config, and the replica becomes ready on it.
+    let proxy = Proxy::start(&z.name, "z", &[], "sk-all");
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &z.name);
+    config_where(&cms, "empty config for a waiting proxy", |c| {
+        c.model_list.is_empty()
+    })
+    .await;
+    eventually(
+        "the waiting proxy is ready",
+        Duration::from_secs(20),
+        || async {
+            let r = reqwest::get(proxy.url("/health/readiness")).await.ok()?;
+            r.status().is_success().then_some(())
+        },
+    )
+    .await;
+    let healthz = reqwest::get(format!("http://127.0.0.1:{admin}/healthz"))
+        .await
+        .unwrap();
+    assert!(healthz.status().is_success());
+}
+
+/// The value of the sample `series` (name and labels, as printed) in a Prometheus text body.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }

@@ -9,22 +9,24 @@ use k8s_openapi::api::{
     core::v1::{ConfigMap, Secret},
 };
 use kube::{
-    Api,
+    Api, ResourceExt,
     api::{DeleteParams, ListParams, PostParams},
 };
-use modelgate_crds::{ModelDeployment, ModelGroupAlias};
-use modelgate_mock_upstream::{MockUpstream, Reply};
-use modelgate_tests::harness::{
-    CM, Proxy, alias, apply, client, condition, config_where, ensure_crds, eventually, md,
-    start_operator, status_of, temp_ns,
+use modelgate_crds::{
+    ModelDeployment, ModelGroupAlias,
+    wire::{CONFIG_ERROR_ANNOTATION, REPLICA_LEASE_PREFIX},
+};
+use modelgate_mock_upstream::{MockUpstream, Reply, ReplyKind};
+use modelgate_tests::{
+    harness::{
+        CM, Proxy, alias, apply, client, condition, config_where, ensure_crds, eventually, md,
+        start_operator, status_of, temp_ns,
+    },
+    load::{Load, Mix, one_request},
 };
 use serde_json::{Value, json};
 use std::{
     process::Command,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
     time::{Duration, Instant},
 };
 
@@ -374,101 +376,6 @@ async fn declared_state_reaches_every_replica() {
     .await;
 }
 
-/// Sends chat requests (every other one streamed) to every proxy until stopped; counts
-/// failures: non-2xx, transport errors, and streams that do not end with `[DONE]`.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    failures: Arc<std::sync::Mutex<Vec<String>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(urls: Vec<String>, model: &str, workers: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let tasks = (0..workers)
-            .map(|w| {
-                let (stop, ok, failed, failures) =
-                    (stop.clone(), ok.clone(), failed.clone(), failures.clone());
-                let urls = urls.clone();
-                let model = model.to_string();
-                tokio::spawn(async move {
-                    let http = http();
-                    let mut i = w;
-                    while !stop.load(Ordering::Relaxed) {
-                        i += 1;
-                        let stream = i % 2 == 0;
-                        let url = &urls[i % urls.len()];
-                        let result = http
-                            .post(format!("{url}/v1/chat/completions"))
-                            .bearer_auth(KEY)
-                            .json(&json!({"model": model, "stream": stream,
-                                          "messages": [{"role": "user", "content": "hi"}]}))
-                            .send()
-                            .await;
-                        let verdict = match result {
-                            Ok(r) if r.status().is_success() => match r.text().await {
-                                Ok(body)
-                                    if !stream || body.trim_end().ends_with("data: [DONE]") =>
-                                {
-                                    Ok(())
-                                }
-                                Ok(body) => Err(format!("broken stream: {body}")),
-                                Err(e) => Err(format!("body: {e}")),
-                            },
-                            Ok(r) => Err(format!(
-                                "{}: {}",
-                                r.status(),
-                                r.text().await.unwrap_or_default()
-                            )),
-                            Err(e) => Err(format!("transport: {e}")),
-                        };
-                        match verdict {
-                            Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
-                            Err(e) => {
-                                failures.lock().unwrap().push(e);
-                                failed.fetch_add(1, Ordering::Relaxed)
-                            }
-                        };
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            ok,
-            failed,
-            failures,
-            tasks,
-        }
-    }
-
-    /// Stops the clients; returns (succeeded, failed, the first failures).
-    async fn finish(self) -> (u64, u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        let failures = self
-            .failures
-            .lock()
-            .unwrap()
-            .iter()
-            .take(5)
-            .cloned()
-            .collect();
-        (
-            self.ok.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-            failures,
-        )
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_breakage_and_outages_fail_no_request() {
     let client = client().await;
@@ -478,9 +385,28 @@ async fn changes_breakage_and_outages_fail_no_request() {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns.name);
     let mock = MockUpstream::start(Reply::ok()).await.unwrap();
-    let _op = start_operator(&ns.name, "op");
+    // Streams of 20 chunks 50 ms apart: each spans several config changes.
+    let slow = MockUpstream::start(Reply {
+        kind: ReplyKind::Stream {
+            chunks: 20,
+            chunk_delay_ms: 50,
+            die_after: None,
+        },
+        ..Reply::default()
+    })
+    .await
+    .unwrap();
+    let op = start_operator(&ns.name, "op");
     let stable = json!({"modelName": "chat", "model": "openai/gpt-4o", "apiBase": mock.url()});
     apply(&mds, md("stable", stable.clone())).await;
+    apply(
+        &mds,
+        md(
+            "slow",
+            json!({"modelName": "slow", "model": "openai/gpt-4o", "apiBase": slow.url()}),
+        ),
+    )
+    .await;
     let a = Proxy::start(&ns.name, "a", &[], KEY);
     let mut b = Proxy::start(&ns.name, "b", &[], KEY);
     visible_on_all(
@@ -488,14 +414,37 @@ async fn changes_breakage_and_outages_fail_no_request() {
         &[&a, &b],
         "/v1/models",
         Instant::now(),
-        |v| model_ids(v) == ["chat"],
+        |v| model_ids(v) == ["chat", "slow"],
     )
     .await;
     assert!(kubectl_wait_ready(&ns.name, "modeldeployment/stable"));
     let urls = vec![a.url(""), b.url("")];
+    // Model management is off unless switched on: refused, and nothing is created.
+    let r = http()
+        .post(a.url("/model/new"))
+        .bearer_auth(KEY)
+        .json(&json!({"model_name": "x", "litellm_params": {"model": "openai/x"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("switched off"),
+        "{body}"
+    );
+    assert_eq!(
+        mds.list(&ListParams::default()).await.unwrap().items.len(),
+        2
+    );
 
-    // 60 config changes in a row under steady load (normal and streaming requests).
-    let load = Load::start(urls.clone(), "chat", 8);
+    // 60 config changes in a row under steady load (normal and streaming requests, and
+    // long streams that stay open across several changes).
+    let load = Load::start(urls.clone(), "chat", 8, Mix::Mixed, KEY);
+    let streams = Load::start(urls.clone(), "slow", 4, Mix::Streams, KEY);
     let mut latencies = Vec::new();
     for i in 0..60u64 {
         let t = Instant::now();
@@ -509,7 +458,10 @@ async fn changes_breakage_and_outages_fail_no_request() {
         )
         .await;
         let d = time_until_visible("change", &[&a, &b], "/model/info", t, |v| {
-            v["data"][0]["litellm_params"]["rpm"] == 1000 + i
+            v["data"].as_array().is_some_and(|d| {
+                d.iter()
+                    .any(|m| m["model_name"] == "chat" && m["litellm_params"]["rpm"] == 1000 + i)
+            })
         })
         .await;
         latencies.extend(d);
@@ -528,10 +480,51 @@ async fn changes_breakage_and_outages_fail_no_request() {
         "requests failed during config changes: {failures:?}"
     );
     assert!(ok > 100, "the load generator barely ran ({ok})");
+    let (ok, failed, failures) = streams.finish().await;
+    println!("1 s streams across the 60 changes: {ok} complete, {failed} failed");
+    assert_eq!(
+        failed, 0,
+        "streams broke during config changes: {failures:?}"
+    );
+    assert!(ok >= 8, "too few long streams to prove anything ({ok})");
 
-    // A hand-broken ConfigMap: rejected, the last good config keeps serving; the operator
-    // restores it.
-    let load = Load::start(urls.clone(), "chat", 4);
+    // Streams open while their deployment is deleted finish on the snapshot they started
+    // with.
+    let open: Vec<_> = (0..4)
+        .map(|i| {
+            let url = urls[i % 2].clone();
+            tokio::spawn(async move {
+                let r = one_request(&http(), &url, KEY, "slow", true).await;
+                (r, Instant::now())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    mds.delete("slow", &DeleteParams::default()).await.unwrap();
+    let t = Instant::now();
+    visible_on_all(
+        "deleted under open streams",
+        &[&a, &b],
+        "/v1/models",
+        t,
+        |v| model_ids(v) == ["chat"],
+    )
+    .await;
+    let gone = Instant::now();
+    for task in open {
+        let (result, ended) = task.await.unwrap();
+        assert_eq!(result, Ok(()), "a stream open during the deletion broke");
+        assert!(
+            ended > gone,
+            "a stream ended before the deletion was served"
+        );
+    }
+
+    // A hand-broken ConfigMap while no operator runs to restore it: rejected, reported on
+    // readiness and in each replica's Lease, and the last good config keeps serving; the
+    // operator, once back, restores it.
+    drop(op);
+    let load = Load::start(urls.clone(), "chat", 4, Mix::Mixed, KEY);
     let mut cm = cms.get(CM).await.unwrap();
     cm.data
         .as_mut()
@@ -556,7 +549,41 @@ async fn changes_breakage_and_outages_fail_no_request() {
         },
     )
     .await;
+    for p in [&a, &b] {
+        let r = eventually(
+            "readiness names the rejected config",
+            Duration::from_secs(10),
+            || async {
+                let r = get_json(&http(), &p.url("/health/readiness")).await?;
+                r["config"]["last_reload_error"].is_string().then_some(r)
+            },
+        )
+        .await;
+        assert_eq!(r["status"], "healthy", "{r}");
+        // The Lease carries it from its next renewal (a third of its 3 s duration).
+        let name = format!("{REPLICA_LEASE_PREFIX}{}", p.replica);
+        eventually(
+            "the Lease names the rejected config",
+            Duration::from_secs(5),
+            || async {
+                let lease = leases.get(&name).await.ok()?;
+                lease
+                    .annotations()
+                    .contains_key(CONFIG_ERROR_ANNOTATION)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    // Broken for two seconds more under load: nothing fails (checked with the load below).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _op = start_operator(&ns.name, "op");
     config_where(&cms, "restored", |c| c.model_list.len() == 1).await;
+    eventually("the rejection clears", Duration::from_secs(10), || async {
+        let r = get_json(&http(), &a.url("/health/readiness")).await?;
+        r["config"]["last_reload_error"].is_null().then_some(())
+    })
+    .await;
 
     // The API server goes away for 4 s (and the operator with it): requests keep working,
     // readiness says what is wrong, and everything resumes afterwards.
@@ -600,8 +627,10 @@ async fn changes_breakage_and_outages_fail_no_request() {
         saw_source_error,
         "readiness never reported the lost API server"
     );
-    // No churn: the operator and proxies reconnect without rewriting anything.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // No churn: the operator and proxies reconnect without rewriting anything. The wait
+    // outlasts the operator's settling window after a Lease relist (the proxies' 3 s Lease
+    // plus 1 s), when a status flip would land.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(
         cms.get(CM).await.unwrap().metadata.resource_version,
         cm_rv,
@@ -662,10 +691,27 @@ async fn changes_breakage_and_outages_fail_no_request() {
             .then_some(())
     })
     .await;
-    assert!(
-        c.process.terminate(Duration::from_secs(10)),
-        "c did not exit on SIGTERM"
-    );
+    // SIGTERM with a 1 s stream in flight: c drains it to `[DONE]`, then exits.
+    mock.script([Reply {
+        kind: ReplyKind::Stream {
+            chunks: 20,
+            chunk_delay_ms: 50,
+            die_after: None,
+        },
+        ..Reply::default()
+    }]);
+    let c_url = c.url("");
+    let in_flight = tokio::spawn(async move {
+        let r = one_request(&http(), &c_url, KEY, "chat", true).await;
+        (r, Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let exited = tokio::task::block_in_place(|| c.process.terminate(Duration::from_secs(10)));
+    let exited_at = Instant::now();
+    assert!(exited, "c did not exit on SIGTERM");
+    let (result, ended) = in_flight.await.unwrap();
+    assert_eq!(result, Ok(()), "the stream in flight at SIGTERM was cut");
+    assert!(ended <= exited_at, "c exited before its stream ended");
     let names: Vec<String> = leases
         .list(&ListParams::default())
         .await
