@@ -15,12 +15,13 @@
 #
 # A binary already present is never rebuilt, so a second run takes milliseconds
 # and needs neither Go nor the network. A cold build takes several minutes on
-# two cores and about 4 GB of disk. Also installs Debian's redis-server when no
-# redis-server is on PATH (later tests need it).
+# two cores and about 4 GB of disk. Also installs Debian's redis-server, musl-tools and
+# buildah when they are missing (the Redis and image tests need them).
 #
 # Environment:
 #   MODELGATE_CACHE       cache root (default: $HOME/.cache/modelgate)
 #   MODELGATE_SKIP_REDIS  set to 1 to skip the redis-server check/installation
+#   MODELGATE_SKIP_IMAGE  set to 1 to skip musl-tools and buildah (no image test)
 #   GOPROXY, GONOSUMDB... honoured as usual; GOFLAGS, GOCACHE, GOMODCACHE,
 #                         GOTOOLCHAIN and CGO_ENABLED are overridden (see below).
 set -euo pipefail
@@ -82,13 +83,11 @@ tools=(
   "helm|$helm_version|helm.sh/helm/v3/cmd/helm|$helm_ldflags"
 )
 
-ensure_redis() {
-  if [[ ${MODELGATE_SKIP_REDIS:-0} == 1 ]]; then
-    log "redis-server: skipped (MODELGATE_SKIP_REDIS=1)"
-    return
-  fi
-  if command -v redis-server >/dev/null 2>&1; then
-    log "redis-server: $(command -v redis-server) ($(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'))"
+# ensure_deb COMMAND PACKAGE WHY: installs Debian's PACKAGE when COMMAND is not on PATH.
+ensure_deb() {
+  local cmd=$1 pkg=$2 why=$3
+  if command -v "$cmd" >/dev/null 2>&1; then
+    log "$cmd: $(command -v "$cmd")"
     return
   fi
   local sudo=()
@@ -96,24 +95,40 @@ ensure_redis() {
     if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
       sudo=(sudo -n)
     else
-      die "redis-server is not installed and this user cannot run apt-get; install it (Debian/Ubuntu: apt-get install redis-server) or set MODELGATE_SKIP_REDIS=1"
+      die "$cmd ($why) is not installed and this user cannot run apt-get; install it (Debian/Ubuntu: apt-get install $pkg)"
     fi
   fi
   command -v apt-get >/dev/null 2>&1 ||
-    die "redis-server is not installed and there is no apt-get; install redis-server yourself or set MODELGATE_SKIP_REDIS=1"
-  local apt_log=$log_dir/apt-redis-server.log
-  log "redis-server: not found, installing Debian package redis-server (log: $apt_log)"
+    die "$cmd ($why) is not installed and there is no apt-get; install $pkg yourself"
+  local apt_log=$log_dir/apt-$pkg.log
+  log "$cmd: not found, installing Debian package $pkg (log: $apt_log)"
   # Try without `apt-get update` first: it is slow and usually not needed.
-  # (Where policy-rc.d does not forbid it, Debian starts the packaged service on
+  # (Where policy-rc.d does not forbid it, Debian starts the packaged redis service on
   # 127.0.0.1:6379; the tests start their own servers on free ports anyway.)
-  if ! { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server ||
+  if ! { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$pkg" ||
          { "${sudo[@]}" apt-get update &&
-           "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server; }
+           "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$pkg"; }
        } >"$apt_log" 2>&1; then
     loud_log "$apt_log"
-    die "installing redis-server failed (full log: $apt_log)"
+    die "installing $pkg failed (full log: $apt_log)"
   fi
-  log "redis-server: installed $(command -v redis-server)"
+  log "$cmd: installed $(command -v "$cmd")"
+}
+
+ensure_debs() {
+  if [[ ${MODELGATE_SKIP_REDIS:-0} == 1 ]]; then
+    log "redis-server: skipped (MODELGATE_SKIP_REDIS=1)"
+  else
+    ensure_deb redis-server redis-server "shared limits tests"
+  fi
+  if [[ ${MODELGATE_SKIP_IMAGE:-0} == 1 ]]; then
+    log "buildah, musl-gcc: skipped (MODELGATE_SKIP_IMAGE=1)"
+  else
+    # The container image is built without a container engine (tests/build-image.sh):
+    # static musl binaries (musl-gcc for the C in ring and mimalloc) put on `scratch` by buildah.
+    ensure_deb musl-gcc musl-tools "static binaries for the image"
+    ensure_deb buildah buildah "building the image without a container engine"
+  fi
 }
 
 # build NAME VERSION PACKAGE LDFLAGS: build into $bin_dir/NAME-VERSION, atomically.
@@ -146,7 +161,7 @@ main() {
   mkdir -p "$bin_dir" "$log_dir"
   # A build interrupted half-way leaves no binary under its final name.
   trap 'rm -f "$bin_dir"/.*.tmp.$$' EXIT
-  ensure_redis
+  ensure_debs
 
   local entry name version pkg ldflags missing=()
   for entry in "${tools[@]}"; do

@@ -274,11 +274,19 @@ fn the_defaults_render_a_production_ready_install() {
             "Service",
             "ServiceAccount",
             "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ],
         "{:?}",
         names(&objs)
     );
-    for o in &objs {
+    // The lease guard (cluster-scoped) aside, everything lives in the release namespace.
+    for o in objs.iter().filter(|o| {
+        !o["kind"]
+            .as_str()
+            .unwrap()
+            .starts_with("ValidatingAdmissionPolicy")
+    }) {
         assert_eq!(
             o["metadata"]["namespace"], "llm",
             "{}",
@@ -407,6 +415,113 @@ fn every_optional_feature_renders() {
     // The user's master key Secret, not one of ours.
     assert!(!ks.iter().any(|k| k == "Secret"), "{ks:?}");
 
+    // What the optional objects point at exists, by name, label and port.
+    let selects = |selector: &Value, labels: &Value| {
+        selector
+            .as_object()
+            .unwrap()
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+    };
+    let container_ports = |deployment: &Value| -> Vec<String> {
+        deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let hpa = find(&objs, "HorizontalPodAutoscaler", PROXY);
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["kind"], "Deployment");
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], PROXY);
+    assert_eq!(
+        (
+            hpa["spec"]["minReplicas"].clone(),
+            hpa["spec"]["maxReplicas"].clone()
+        ),
+        (json!(3), json!(12))
+    );
+    let targets: Vec<(String, i64)> = hpa["spec"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let r = &m["resource"];
+            (
+                r["name"].as_str().unwrap().into(),
+                r["target"]["averageUtilization"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        targets,
+        [("cpu".to_string(), 60), ("memory".to_string(), 80)]
+    );
+    let sm = objs.iter().find(|o| o["kind"] == "ServiceMonitor").unwrap();
+    let endpoint_port = sm["spec"]["endpoints"][0]["port"].as_str().unwrap();
+    let scraped: Vec<&Value> = objs
+        .iter()
+        .filter(|o| o["kind"] == "Service")
+        .filter(|o| {
+            selects(
+                &sm["spec"]["selector"]["matchLabels"],
+                &o["metadata"]["labels"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        scraped.len(),
+        2,
+        "the ServiceMonitor must select both metrics Services"
+    );
+    for svc in scraped {
+        let port = svc["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == endpoint_port)
+            .unwrap_or_else(|| panic!("{} has no port {endpoint_port}", svc["metadata"]["name"]));
+        let component = svc["metadata"]["labels"]["app.kubernetes.io/component"]
+            .as_str()
+            .unwrap();
+        let deployment = find(&objs, "Deployment", &format!("mg-modelgate-{component}"));
+        assert!(
+            container_ports(deployment).contains(&port["targetPort"].as_str().unwrap().to_string())
+        );
+        assert!(selects(
+            &svc["spec"]["selector"],
+            &deployment["spec"]["template"]["metadata"]["labels"]
+        ));
+    }
+    for (name, component) in [(PROXY, "proxy"), (OPERATOR, "operator")] {
+        let np = find(&objs, "NetworkPolicy", name);
+        let deployment = find(&objs, "Deployment", name);
+        assert!(
+            selects(
+                &np["spec"]["podSelector"]["matchLabels"],
+                &deployment["spec"]["template"]["metadata"]["labels"]
+            ),
+            "{component}: the NetworkPolicy selects no pod of the Deployment"
+        );
+        for rule in np["spec"]["ingress"].as_array().unwrap() {
+            for p in rule["ports"].as_array().unwrap() {
+                assert!(
+                    container_ports(deployment).contains(&p["port"].as_str().unwrap().to_string()),
+                    "{component}: ingress to a port the container does not have: {p}"
+                );
+            }
+        }
+    }
+    let proxy_np = find(&objs, "NetworkPolicy", PROXY);
+    assert_eq!(
+        proxy_np["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["gateway-access"],
+        "true"
+    );
+    assert_eq!(
+        proxy_np["spec"]["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "monitoring"
+    );
+
     let proxy = find(&objs, "Deployment", PROXY);
     assert!(
         proxy["spec"].get("replicas").is_none(),
@@ -520,6 +635,11 @@ fn unsafe_values_are_refused_with_a_message() {
             "needs operator.leaderElection.enabled",
         ),
         ("redis.enabled=true", "redis.host is required"),
+        (
+            "proxy.secretAccess=everything",
+            "proxy.secretAccess must be managed, names or namespace",
+        ),
+        ("proxy.secretAccess=names", "needs proxy.secretNames"),
     ] {
         let err = helm.template("llm", &["--set", set]).unwrap_err();
         assert!(format!("{err:#}").contains(message), "--set {set}: {err:#}");
@@ -784,19 +904,22 @@ fn namespaced_service_accounts_get_least_privilege() {
         allowed,
     };
     let cm = format!("configmaps/{ROUTER_CM}");
+    let grant_role = format!("roles.rbac.authorization.k8s.io/{ROUTER_CM}-proxy-secrets");
+    let grant_binding = format!("rolebindings.rbac.authorization.k8s.io/{ROUTER_CM}-proxy-secrets");
     assert_checks(
         &cluster,
         n,
         &[
-            // The proxy: its ConfigMap, Secrets of its namespace, its Lease.
+            // The proxy: its ConfigMap, its Lease, and no Secret until the operator grants
+            // the referenced ones (below).
             check(PROXY, "get", &cm, n, true),
             check(PROXY, "watch", &cm, n, true),
             check(PROXY, "get", "configmaps/other-name", n, false),
             check(PROXY, "list", "configmaps", n, false),
             check(PROXY, "delete", &cm, n, false),
             check(PROXY, "patch", &cm, n, false),
-            check(PROXY, "watch", "secrets", n, true),
-            check(PROXY, "get", "secrets/azure-keys", n, true),
+            check(PROXY, "watch", "secrets", n, false),
+            check(PROXY, "get", "secrets/azure-keys", n, false),
             check(PROXY, "list", "secrets", o, false),
             check(PROXY, "get", "secrets/azure-keys", o, false),
             check(PROXY, "create", "leases.coordination.k8s.io", n, true),
@@ -887,12 +1010,63 @@ fn namespaced_service_accounts_get_least_privilege() {
             check(OPERATOR, "create", "pods", n, false),
             check(OPERATOR, "delete", "secrets", n, false),
             check(OPERATOR, "list", "namespaces", "", false),
+            // The proxy's Secret grant, by name (create cannot be limited by name).
+            check(
+                OPERATOR,
+                "create",
+                "roles.rbac.authorization.k8s.io",
+                n,
+                true,
+            ),
+            check(OPERATOR, "patch", &grant_role, n, true),
+            check(OPERATOR, "patch", &grant_binding, n, true),
+            check(
+                OPERATOR,
+                "patch",
+                "roles.rbac.authorization.k8s.io/other",
+                n,
+                false,
+            ),
+            check(OPERATOR, "delete", &grant_role, n, false),
+            check(
+                OPERATOR,
+                "create",
+                "roles.rbac.authorization.k8s.io",
+                o,
+                false,
+            ),
+        ],
+    );
+
+    // The grant as the operator writes it (server-side apply, as its ServiceAccount): the
+    // proxy may then read exactly the named Secret. The API server allows it only because
+    // the operator itself may read Secrets (RBAC's escalation check).
+    let grant = format!("{ROUTER_CM}-proxy-secrets");
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": grant},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["azure-keys"],
+                   "verbs": ["get", "list", "watch"]}]});
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": grant},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": grant},
+        "subjects": [{"kind": "ServiceAccount", "name": PROXY, "namespace": n}]});
+    let op_user = format!("system:serviceaccount:{n}:{OPERATOR}");
+    for obj in [&role, &binding] {
+        apply_as(&cluster, &op_user, n, obj).ok().unwrap();
+    }
+    assert_checks(
+        &cluster,
+        n,
+        &[
+            check(PROXY, "get", "secrets/azure-keys", n, true),
+            check(PROXY, "watch", "secrets/azure-keys", n, true),
+            check(PROXY, "get", "secrets/other-secret", n, false),
+            check(PROXY, "list", "secrets", n, false),
         ],
     );
 
     // Real requests, as the binaries make them (server-side apply): the operator creates
     // and updates its ConfigMap, and no other; the proxy writes a Lease.
-    let op_user = format!("system:serviceaccount:{n}:{OPERATOR}");
     let proxy_user = format!("system:serviceaccount:{n}:{PROXY}");
     for _ in 0..2 {
         apply_as(&cluster, &op_user, n, &configmap(ROUTER_CM))
@@ -921,6 +1095,8 @@ fn namespaced_service_accounts_get_least_privilege() {
         &[
             "--set",
             "proxy.modelManagement.enabled=true",
+            "--set",
+            "proxy.secretAccess=names",
             "--set",
             "proxy.secretNames={azure-keys,vllm-token}",
         ],
@@ -1472,6 +1648,76 @@ fn the_binaries_serve_a_model_with_the_charts_rbac_and_arguments() {
         ])
         .unwrap();
     assert_eq!(owner.trim(), format!("Pod/{pod_uid}"));
+    // A deployment whose API key is in a Secret: the operator grants the proxy that Secret
+    // and no other, and the upstream receives the key.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let upstream = rt
+        .block_on(modelgate_mock_upstream::MockUpstream::start(
+            modelgate_mock_upstream::Reply::ok(),
+        ))
+        .unwrap();
+    let keyed = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "upstream-key"},
+         "stringData": {"api-key": "sk-upstream-from-secret"}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "unrelated"},
+         "stringData": {"token": "not for the proxy"}},
+        {"apiVersion": "modelgate.dev/v1alpha1", "kind": "ModelDeployment",
+         "metadata": {"name": "keyed"},
+         "spec": {"modelName": "keyed", "model": "openai/gpt-4o", "apiBase": upstream.url(),
+                  "apiKeySecretRef": {"name": "upstream-key", "key": "api-key"}}}]});
+    cluster
+        .kubectl_stdin(&["apply", "-n", n, "-f", "-"], &keyed.to_string())
+        .unwrap()
+        .ok()
+        .unwrap();
+    let wait = cluster
+        .kubectl(&[
+            "wait",
+            "-n",
+            n,
+            "--for=condition=Ready",
+            "md/keyed",
+            "--timeout=60s",
+        ])
+        .unwrap();
+    assert!(
+        wait.success,
+        "{}\n{}",
+        wait.stderr,
+        logs(&[&operator, &proxy])
+    );
+    let request = r#"{"model": "keyed", "messages": [{"role": "user", "content": "hi"}]}"#;
+    let (status, body) = http(port, "POST", "/v1/chat/completions", Some(key), request);
+    assert_eq!(status, 200, "{body}\n{}", logs(&[&operator, &proxy]));
+    assert_eq!(
+        upstream
+            .records()
+            .last()
+            .and_then(|r| r.key.clone())
+            .as_deref(),
+        Some("sk-upstream-from-secret")
+    );
+    let check = |verb, resource, allowed| Check {
+        who: PROXY,
+        verb,
+        resource,
+        ns: n,
+        allowed,
+    };
+    assert_checks(
+        &cluster,
+        n,
+        &[
+            check("get", "secrets/upstream-key", true),
+            check("watch", "secrets/upstream-key", true),
+            check("get", "secrets/unrelated", false),
+            check("get", "secrets/mg-modelgate-master-key", false),
+            check("list", "secrets", false),
+        ],
+    );
+    drop(upstream);
+    drop(rt);
+
     let problems: Vec<String> = logs(&[&operator, &proxy])
         .lines()
         .filter(|l| l.contains("forbidden") || l.contains("Forbidden"))

@@ -159,6 +159,17 @@ ConfigMap (server-side apply; create cannot be limited by name), read the proxie
 Leases (the config generation each serves), and publish Events.
 */}}
 {{- define "modelgate.operator.watchRules" -}}
+{{- if and .Values.proxy.enabled (eq (include "modelgate.proxy.secretAccess" .) "managed") }}
+{{- $grant := printf "%s-proxy-secrets" .Values.routerConfigMap }}
+# The Role and RoleBinding that give the proxy exactly the Secrets its config references.
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [roles, rolebindings]
+  verbs: [create]
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [roles, rolebindings]
+  resourceNames: [{{ $grant | quote }}]
+  verbs: [get, patch, update]
+{{- end }}
 - apiGroups: [modelgate.dev]
   resources: [modeldeployments, modelgroupaliases]
   verbs: [get, list, watch]
@@ -181,4 +192,20 @@ Leases (the config generation each serves), and publish Events.
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+{{- end }}
+
+{{/*
+How the proxy reads Secrets: managed (the operator grants exactly the referenced ones), names
+(proxy.secretNames) or namespace (all). A non-empty secretNames means names.
+*/}}
+{{- define "modelgate.proxy.secretAccess" -}}
+{{- $a := .Values.proxy.secretAccess | default "managed" }}
+{{- if .Values.proxy.secretNames }}{{- $a = "names" }}{{- end }}
+{{- if not (has $a (list "managed" "names" "namespace")) }}
+{{- fail (printf "proxy.secretAccess must be managed, names or namespace, not %q" $a) }}
+{{- end }}
+{{- if and (eq $a "names") (not .Values.proxy.secretNames) }}
+{{- fail "proxy.secretAccess=names needs proxy.secretNames" }}
+{{- end }}
+{{- $a }}
 {{- end }}
