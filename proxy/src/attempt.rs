@@ -116,7 +116,8 @@ pub async fn call_deployment(
             ),
             UpstreamError::Timeout(_) => (ErrorClass::Timeout, None),
             UpstreamError::Connection(_) => (ErrorClass::Connection, None),
-            UpstreamError::Unusable(_) => (ErrorClass::Other, None),
+            // The client sees a 500; a deployment that cannot be called is cooled like one.
+            UpstreamError::Unusable(_) => (ErrorClass::InternalServer, None),
         };
         if class == ErrorClass::Timeout {
             // LiteLLM's latency penalty for a timeout.

@@ -301,19 +301,22 @@ impl Ctx<'_> {
         let mut retries = 0u32;
         let mut budget: Option<u32> = None;
         loop {
-            let d = match self.choose(route, &ask, fit_context).await {
-                Ok(d) => d,
-                Err(no) => {
-                    let f = first.unwrap_or(no);
-                    return GroupOutcome {
-                        result: Err(f),
-                        retries,
-                    };
-                }
-            };
-            let result = match self.opts.mock_error.filter(|_| first_group && retries == 0) {
-                Some((class, _)) => Err(mock_failure(class, &d)),
+            let mock = self.opts.mock_error.filter(|_| first_group && retries == 0);
+            let (d, result) = match mock {
+                // A test hook fails before a deployment is chosen (as in LiteLLM), so test
+                // traffic neither counts against a deployment's limits nor cools one down.
+                Some((class, _)) => (None, Err(mock_failure(class, &route.requested))),
                 None => {
+                    let d = match self.choose(route, &ask, fit_context).await {
+                        Ok(d) => d,
+                        Err(no) => {
+                            let f = first.unwrap_or(no);
+                            return GroupOutcome {
+                                result: Err(f),
+                                retries,
+                            };
+                        }
+                    };
                     let timeout = effective_timeout(
                         self.snap,
                         &d,
@@ -321,8 +324,11 @@ impl Ctx<'_> {
                         self.call.body,
                         self.call.stream,
                     );
-                    attempt::call_deployment(self.state, self.snap, &self.call, route, &d, timeout)
-                        .await
+                    let result = attempt::call_deployment(
+                        self.state, self.snap, &self.call, route, &d, timeout,
+                    )
+                    .await;
+                    (Some(d), result)
                 }
             };
             let f = match result {
@@ -341,8 +347,9 @@ impl Ctx<'_> {
                 }
                 Err(f) => f,
             };
-            if let Some(duration) =
-                cooldown::on_failure(self.policy, &self.state.live, &d, candidates.len(), &f)
+            if let Some(d) = &d
+                && let Some(duration) =
+                    cooldown::on_failure(self.policy, &self.state.live, d, candidates.len(), &f)
             {
                 if let Some(store) = self.state.shared_store() {
                     store.publish_cooldown(
@@ -352,15 +359,14 @@ impl Ctx<'_> {
                         &f.error.message,
                     );
                 }
-                self.state.metrics.series(&d).cooldowns.inc();
+                self.state.metrics.series(d).cooldowns.inc();
             }
-            let skip_retries =
-                self.opts.mock_error.is_some_and(|(_, skip)| skip) && first_group && retries == 0;
+            let skip_retries = mock.is_some_and(|(_, skip)| skip);
             let max = *budget.get_or_insert_with(|| {
                 let default = self
                     .opts
                     .num_retries
-                    .or(d.num_retries)
+                    .or(d.as_ref().and_then(|d| d.num_retries))
                     .unwrap_or(self.policy.num_retries);
                 self.policy.retries_for(&route.requested, f.class, default)
             });
@@ -524,7 +530,8 @@ impl Ctx<'_> {
     }
 }
 
-fn mock_failure(class: ErrorClass, d: &Deployment) -> Failure {
+/// The error a `mock_testing_*` key raises; no deployment is involved.
+fn mock_failure(class: ErrorClass, group: &str) -> Failure {
     let (status, kind, name) = match class {
         ErrorClass::ContextWindow => (
             StatusCode::BAD_REQUEST,
@@ -547,16 +554,14 @@ fn mock_failure(class: ErrorClass, d: &Deployment) -> Failure {
             "InternalServerError",
         ),
     };
-    let mut f = Failure::new(
+    Failure::new(
         class,
         ApiError::new(
             status,
             kind,
-            format!("litellm.{name}: mock_testing error for {}", d.model),
+            format!("litellm.{name}: This is a mock exception for model={group} (mock_testing)"),
         ),
-    );
-    f.deployment = Some(d.id.clone());
-    f
+    )
 }
 
 fn no_pick_failure(group: &str, no: NoPick, pre_call_checks: bool) -> Failure {

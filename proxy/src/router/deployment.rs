@@ -312,17 +312,9 @@ impl Deployment {
             }
         }
 
-        let cooldown_time = p
-            .extra
-            .get("cooldown_time")
-            .and_then(Value::as_f64)
-            .filter(|s| *s >= 0.0 && s.is_finite())
-            .map(Duration::from_secs_f64);
-        let num_retries = p
-            .extra
-            .get("num_retries")
-            .and_then(Value::as_u64)
-            .and_then(|n| u32::try_from(n).ok());
+        // Typed fields of `litellm_params` (never in `extra`).
+        let cooldown_time = p.cooldown_time.map(|s| s.as_duration());
+        let num_retries = p.num_retries;
         let mut d = Self {
             cooldown_time,
             num_retries,

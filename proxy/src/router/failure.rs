@@ -63,22 +63,26 @@ impl ErrorClass {
     }
 
     /// Whether this error puts a deployment in cooldown: 429, 401, 404, 408, 5xx and
-    /// timeouts; not other 4xx (the request was bad, not the deployment). A refused or reset
-    /// connection qualifies too: LiteLLM exempts it, which keeps sending every request to a
-    /// deployment that is down (docs/compatibility.md).
+    /// timeouts; not other 4xx (400, 403, 405, 409, 410, 415, 422, ...) nor 3xx: the
+    /// request was bad, not the deployment. A refused or reset connection qualifies too:
+    /// LiteLLM exempts it, which keeps sending every request to a deployment that is down
+    /// (docs/compatibility.md).
     pub fn qualifies_for_cooldown(self) -> bool {
-        matches!(
-            self,
+        match self {
             Self::RateLimit
-                | Self::Authentication
-                | Self::NotFound
-                | Self::Timeout
-                | Self::InternalServer
-                | Self::BadGateway
-                | Self::ServiceUnavailable
-                | Self::Connection
-                | Self::Other
-        )
+            | Self::Authentication
+            | Self::NotFound
+            | Self::Timeout
+            | Self::InternalServer
+            | Self::BadGateway
+            | Self::ServiceUnavailable
+            | Self::Connection => true,
+            Self::BadRequest
+            | Self::ContextWindow
+            | Self::ContentPolicy
+            | Self::PermissionDenied
+            | Self::Other => false,
+        }
     }
 
     /// LiteLLM's `_should_retry` on a status: 408, 409, 429 and 5xx.
@@ -190,5 +194,16 @@ mod tests {
         assert!(ErrorClass::Timeout.qualifies_for_cooldown());
         assert!(!ErrorClass::BadRequest.qualifies_for_cooldown());
         assert!(ErrorClass::Connection.qualifies_for_cooldown());
+        for status in [301, 302, 400, 403, 405, 409, 410, 415, 422] {
+            let class = ErrorClass::classify(StatusCode::from_u16(status).unwrap(), "x");
+            assert!(
+                !class.qualifies_for_cooldown(),
+                "{status} must not cool down"
+            );
+        }
+        for status in [401, 404, 408, 429, 500, 502, 503, 504, 529] {
+            let class = ErrorClass::classify(StatusCode::from_u16(status).unwrap(), "x");
+            assert!(class.qualifies_for_cooldown(), "{status} must cool down");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Choosing the deployment for one attempt, LiteLLM's pipeline: drop cooled-down
-//! deployments, run the pre-call checks (context window, region, rpm), keep the lowest
-//! `order`, drop those over their per-minute limits, then apply the routing strategy.
+//! deployments, run the pre-call checks (context window, region), drop those over their
+//! per-minute limits, keep the lowest `order`, then apply the routing strategy.
 //! The chosen deployment's request is counted against its rpm in the same step.
 
 use super::{
@@ -88,9 +88,11 @@ pub fn pick(
             }
         }
     }
-    let mut pool: Vec<&Arc<Deployment>> = lowest_order(&healthy);
+    let mut pool: Vec<&Arc<Deployment>> = healthy.clone();
     let limits = policy.enforces_limits();
     let tokens = ask.input_tokens.unwrap_or(0);
+    // Deployments over their limits are dropped before the `order` filter, so a full
+    // preferred deployment gives way to the next order instead of failing the request.
     // Try the strategy's choice; one that filled up meanwhile is dropped and we choose again.
     loop {
         if limits {
@@ -105,7 +107,7 @@ pub fn pick(
             let names = healthy.iter().map(|d| d.id.clone()).collect();
             return Err(NoPick::OverLimit(left, names));
         }
-        let chosen = choose(policy, live, &pool, ask, tokens);
+        let chosen = choose(policy, live, &lowest_order(&pool), ask, tokens);
         if !limits || live.try_take(&chosen.id, chosen.rpm, chosen.tpm, tokens) {
             if !limits {
                 live.count_request(&chosen.id);

@@ -92,3 +92,60 @@ general_settings:
 "#
     )
 }
+
+/// A one-message chat request for `model`.
+pub fn chat(model: &str) -> Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+/// The same, streamed.
+pub fn chat_stream(model: &str) -> Value {
+    let mut body = chat(model);
+    body["stream"] = Value::Bool(true);
+    body
+}
+
+/// A mock upstream on 127.0.0.1 answering `reply` unless scripted.
+pub async fn upstream(
+    reply: modelgate_mock_upstream::Reply,
+) -> modelgate_mock_upstream::MockUpstream {
+    modelgate_mock_upstream::MockUpstream::start(reply)
+        .await
+        .unwrap()
+}
+
+/// One `model_list` entry calling `base`, with id `id`; `extra` is appended inside
+/// `litellm_params` (start it with `, `).
+pub fn dep(group: &str, id: &str, base: &str, extra: &str) -> String {
+    format!(
+        "  - {{model_name: {group}, litellm_params: {{model: openai/gpt-4o, api_base: '{base}', api_key: sk-x{extra}}}, model_info: {{id: {id}}}}}\n"
+    )
+}
+
+/// Sends a chat request; returns the status and the deployment that answered (or failed).
+pub async fn send(state: &AppState, body: Value) -> (u16, String) {
+    let r = call(state, post("/v1/chat/completions", body)).await;
+    (
+        r.status().as_u16(),
+        header(&r, "x-litellm-model-id").to_string(),
+    )
+}
+
+/// The ids of the deployments cooling down now, from `GET /router/cooldowns`.
+pub async fn cooling(state: &AppState) -> Vec<String> {
+    let v = json(call(state, get("/router/cooldowns")).await).await;
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["model_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The error message of an error response.
+pub async fn error_message(resp: Response<Body>) -> String {
+    json(resp).await["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}

@@ -48,6 +48,13 @@ pub enum ReplyKind {
         #[serde(default)]
         die_after: Option<usize>,
     },
+    /// An event stream that breaks off before its first event: the `200` and
+    /// `text/event-stream` head go out, then after `delay_ms` the connection drops without
+    /// a single byte of body (unlike `Stream`, whose role chunk always goes out first).
+    StreamDiesAtOnce {
+        #[serde(default)]
+        delay_ms: u64,
+    },
     /// The connection is closed without a response.
     Reset,
 }
@@ -106,6 +113,7 @@ pub(crate) fn render(reply: &Reply, ask: &Ask<'_>) -> Response<Body> {
             chunk_delay_ms,
             die_after,
         } => stream_response(ask, *chunks, *chunk_delay_ms, *die_after),
+        ReplyKind::StreamDiesAtOnce { delay_ms } => dead_stream(*delay_ms),
         // Handled by the server before rendering; answer 500 if it ever gets here.
         ReplyKind::Reset => json_response(StatusCode::INTERNAL_SERVER_ERROR, Bytes::new()),
     };
@@ -218,6 +226,23 @@ fn stream_response(
             return Err(std::io::Error::other("mock stream cut"));
         }
         Ok::<_, std::io::Error>(ev)
+    });
+    let mut resp = Response::new(Body::from_stream(body));
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    resp
+}
+
+fn dead_stream(delay_ms: u64) -> Response<Body> {
+    // The head is flushed while the body is pending; then the body fails, which drops the
+    // connection.
+    let body = stream::once(async move {
+        tokio::time::sleep(Duration::from_millis(delay_ms.max(1))).await;
+        Err::<Bytes, _>(std::io::Error::other(
+            "mock stream cut before its first event",
+        ))
     });
     let mut resp = Response::new(Body::from_stream(body));
     resp.headers_mut().insert(
