@@ -1,7 +1,9 @@
 //! Propagation benchmark (not a test: it asserts nothing about time, it prints figures).
 //! With the operator and two proxy replicas on the real control plane: how long from a
-//! server-side apply to every replica's `/v1/models`, with 1 and with 2,000 ModelDeployments
-//! declared, and how many requests fail during 60 changes at steady load.
+//! server-side apply to every replica's `/model/info` showing the change (an rpm change,
+//! which `/v1/models` does not show; a new model reaches `/v1/models` in the same reload),
+//! with 1 and with 2,000 ModelDeployments declared. Failed requests during 60 changes at
+//! steady load are counted by `proxy_cluster.rs` (see docs/bench/propagation.md).
 //!
 //!     bench/propagation.sh     (starts the control plane; writes docs/bench/propagation.md)
 #![allow(clippy::unwrap_used)] // A benchmark fails loudly on purpose.
