@@ -107,6 +107,51 @@ async fn time_until_visible(
     seen.into_iter().flatten().collect()
 }
 
+/// What a replica's four endpoints say: `/v1/models` ids, `/model/info` and
+/// `/model_group/info` names (sorted), and `/health`'s healthy and unhealthy counts.
+async fn served(http: &reqwest::Client, p: &Proxy) -> Option<Value> {
+    let names = |v: &Value, field: &str| {
+        let mut n: Vec<String> = v["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m[field].as_str().map(str::to_string))
+            .collect();
+        n.sort();
+        n
+    };
+    let models = model_ids(&get_json(http, &p.url("/v1/models")).await?);
+    let info = names(&get_json(http, &p.url("/model/info")).await?, "model_name");
+    let groups = names(
+        &get_json(http, &p.url("/model_group/info")).await?,
+        "model_group",
+    );
+    let health = get_json(http, &p.url("/health")).await?;
+    Some(json!({"models": models, "info": info, "groups": groups,
+                "healthy": health["healthy_count"], "unhealthy": health["unhealthy_count"]}))
+}
+
+/// Waits until every replica's four endpoints say `expected` (see [`served`]).
+async fn all_serve(what: &str, proxies: &[&Proxy], expected: Value) {
+    let http = http();
+    let mut last = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        last.clear();
+        for p in proxies {
+            last.push(served(&http, p).await);
+        }
+        if last.iter().all(|s| s.as_ref() == Some(&expected)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: replicas serve {last:?}, declared {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn chat(http: &reqwest::Client, p: &Proxy, model: &str) -> reqwest::Response {
     http.post(p.url("/v1/chat/completions"))
         .bearer_auth(KEY)
@@ -223,6 +268,9 @@ async fn declared_state_reaches_every_replica() {
     assert!(kubectl_wait_ready(&ns.name, "modeldeployment/m1"));
     let msg = ready_message(&mds, "m1").await;
     assert!(msg.contains("2/2"), "{msg}");
+    let one_group = json!({"models": ["chat"], "info": ["chat"], "groups": ["chat"],
+                           "healthy": 1, "unhealthy": 0});
+    all_serve("created", &[&a, &b], one_group.clone()).await;
 
     // Update rpm and model info. `kubectl wait` returns only once both replicas serve it.
     let t = Instant::now();
@@ -251,6 +299,14 @@ async fn declared_state_reaches_every_replica() {
     })
     .await;
     assert!(kubectl_wait_ready(&ns.name, "modelgroupalias/gpt"));
+    // A listed alias shows wherever its group does; /health checks deployments, not names.
+    all_serve(
+        "alias",
+        &[&a, &b],
+        json!({"models": ["chat", "gpt"], "info": ["chat", "gpt"], "groups": ["chat", "gpt"],
+               "healthy": 1, "unhealthy": 0}),
+    )
+    .await;
     let t = Instant::now();
     apply(
         &aliases,
@@ -261,6 +317,7 @@ async fn declared_state_reaches_every_replica() {
         model_ids(v) == ["chat"]
     })
     .await;
+    all_serve("hidden alias", &[&a, &b], one_group.clone()).await;
     for p in [&a, &b] {
         assert_eq!(chat(&http, p, "gpt").await.status(), 200);
     }
@@ -273,6 +330,7 @@ async fn declared_state_reaches_every_replica() {
         v["data"].as_array().is_some_and(|d| d.len() == 1)
     })
     .await;
+    all_serve("alias removed", &[&a, &b], one_group.clone()).await;
     eventually("alias unroutable", Duration::from_secs(10), || async {
         let mut gone = true;
         for p in [&a, &b] {
@@ -373,6 +431,12 @@ async fn declared_state_reaches_every_replica() {
     visible_on_all("delete", &[&a, &b], "/v1/models", t, |v| {
         model_ids(v).is_empty()
     })
+    .await;
+    all_serve(
+        "deleted",
+        &[&a, &b],
+        json!({"models": [], "info": [], "groups": [], "healthy": 0, "unhealthy": 0}),
+    )
     .await;
 }
 
