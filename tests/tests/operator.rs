@@ -3,7 +3,10 @@
 //! restarts without churn, hand edits, and leader takeover.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::{
+    coordination::v1::Lease,
+    core::v1::{ConfigMap, Secret},
+};
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, PostParams},
@@ -387,7 +390,29 @@ async fn restarts_cause_no_churn_and_a_standby_takes_over() {
         "standby took over and reconciled {:?} after the leader was killed",
         killed.elapsed()
     );
-    drop(standby);
+
+    // A leader stopped as Kubernetes stops a pod (SIGTERM) releases its Lease on the way
+    // out, so a standby need not wait for it to expire.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns.name);
+    let holder = || async {
+        leases
+            .get("op")
+            .await
+            .unwrap()
+            .spec
+            .and_then(|s| s.holder_identity)
+    };
+    assert!(holder().await.is_some(), "the standby leads");
+    let mut standby = standby;
+    assert!(
+        standby.terminate(Duration::from_secs(10)),
+        "no exit on SIGTERM"
+    );
+    assert_eq!(
+        holder().await,
+        None,
+        "the Lease still names the stopped leader"
+    );
 }
 
 #[tokio::test]
