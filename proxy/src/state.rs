@@ -123,18 +123,13 @@ impl Shared {
     }
 
     /// Starts (or keeps, or drops) the Redis link for the config being installed.
-    fn connect_shared(&self, want: Option<&(String, crate::router::shared::OnOutage)>) {
+    fn connect_shared(&self, want: Option<&crate::config::redis_target::RedisTarget>) {
         let current = self.shared_store.load_full();
         match (want, &current) {
             (None, None) => {}
             (None, Some(_)) => self.shared_store.store(None),
-            (Some((url, mode)), cur) => {
-                let redacted = crate::router::shared::redact(url);
-                if cur.as_ref().is_some_and(|c| {
-                    c.url_redacted == redacted
-                        && c.on_outage == *mode
-                        && c.url_hash == crate::config::hash_text(url)
-                }) {
+            (Some(target), cur) => {
+                if cur.as_ref().is_some_and(|c| c.target == *target) {
                     return;
                 }
                 if tokio::runtime::Handle::try_current().is_err() {
@@ -142,8 +137,7 @@ impl Shared {
                     return;
                 }
                 match crate::router::shared::SharedStore::start(
-                    url,
-                    *mode,
+                    target,
                     self.live.clone(),
                     self.metrics.redis_errors.clone(),
                 ) {

@@ -1,121 +1,17 @@
-//! Three proxy processes on one config sharing a real redis-server: an rpm limit holds for
-//! the whole gateway, a cooldown on one replica is honoured by the others, and a Redis
-//! outage fails no request; sharing resumes when Redis is back.
+//! Proxy processes on one config sharing a real redis-server: an rpm limit holds for the
+//! whole gateway, a cooldown on one replica is honoured by the others, and a password full
+//! of URL characters works and is never shown. Outages are in `redis_outage.rs`.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+mod redis_support;
+
 use modelgate_mock_upstream::{MockUpstream, Reply};
-use serde_json::{Value, json};
-use std::{
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn redis(port: u16) -> Kill {
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("redis-server must be installed (tests/install-tools.sh installs it)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Kill(child)
-}
-
-fn proxy(config: &std::path::Path) -> (Kill, String) {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_modelgate-proxy"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    (Kill(child), format!("http://127.0.0.1:{port}"))
-}
-
-async fn ready(http: &reqwest::Client, base: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let last;
-        match http.get(format!("{base}/health/readiness")).send().await {
-            Ok(r) => {
-                last = r.text().await.unwrap_or_default();
-                if let Ok(v) = serde_json::from_str::<Value>(&last)
-                    && v["cache"]["connected"] == true
-                {
-                    return v;
-                }
-            }
-            Err(e) => last = e.to_string(),
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{base} not ready with redis: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn chat(http: &reqwest::Client, base: &str, model: &str) -> reqwest::Response {
-    http.post(format!("{base}/v1/chat/completions"))
-        .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap()
-}
-
-/// Waits until at least `margin` seconds are left in the current minute, so a test's
-/// requests land in one rpm window.
-async fn fresh_minute(margin: u64) {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    if 60 - secs % 60 < margin {
-        tokio::time::sleep(Duration::from_secs(60 - secs % 60) + Duration::from_millis(100)).await;
-    }
-}
+use redis_support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_replicas_share_limits_and_cooldowns_and_survive_redis_outages() {
+async fn three_replicas_share_limits_and_cooldowns() {
     let redis_port = free_port();
-    let mut server = redis(redis_port);
+    let _server = redis(redis_port, None);
     let bad = MockUpstream::start(Reply::error(500, "broken deployment"))
         .await
         .unwrap();
@@ -136,7 +32,7 @@ async fn three_replicas_share_limits_and_cooldowns_and_survive_redis_outages() {
         ),
     )
     .unwrap();
-    let replicas: Vec<(Kill, String)> = (0..3).map(|_| proxy(&config)).collect();
+    let replicas: Vec<(Kill, String)> = (0..3).map(|_| proxy(&config, &[], None)).collect();
     let bases: Vec<String> = replicas.iter().map(|r| r.1.clone()).collect();
     let http = reqwest::Client::new();
     for b in &bases {
@@ -177,35 +73,10 @@ async fn three_replicas_share_limits_and_cooldowns_and_survive_redis_outages() {
         n += 1;
         assert!(n < 60, "replica 0 never picked the bad deployment");
     }
-    let started = Instant::now();
-    for b in &bases[1..] {
-        loop {
-            let v: Value = http
-                .get(format!("{b}/router/cooldowns"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if v["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|c| c["model_id"] == "bad")
-            {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(2),
-                "cooldown not shared with {b}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
+    let took = cooldown_reaches(&http, &bases[1..], "bad").await;
     println!(
         "cooldown reached the other replicas in {} ms",
-        started.elapsed().as_millis()
+        took.as_millis()
     );
     for b in &bases[1..] {
         for _ in 0..20 {
@@ -217,164 +88,85 @@ async fn three_replicas_share_limits_and_cooldowns_and_survive_redis_outages() {
         1,
         "the other replicas never called the cooled deployment"
     );
-
-    // Redis killed mid-run: nothing fails; readiness says what is wrong.
-    drop(server);
-    let mut failed = 0;
-    for i in 0..90 {
-        if chat(&http, &bases[i % 3], "plenty").await.status() != 200 {
-            failed += 1;
-        }
-    }
-    assert_eq!(failed, 0, "requests failed because redis was down");
-    let v: Value = http
-        .get(format!("{}/health/readiness", bases[0]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(v["cache"]["connected"], false, "{v}");
-    let m = http
-        .get(format!("{}/metrics", bases[0]))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(m.contains("modelgate_redis_errors_total"), "{m}");
-
-    // Redis back on the same port: sharing resumes without a restart.
-    server = redis(redis_port);
-    for b in &bases {
-        ready(&http, b).await;
-    }
-    fresh_minute(15).await;
-    let mut admitted = 0;
-    // A fresh Redis has no counts: the local mirrors still remember this minute, so use a
-    // new minute's worth by checking the shared counter directly.
-    for i in 0..30 {
-        if chat(&http, &bases[i % 3], "plenty").await.status() == 200 {
-            admitted += 1;
-        }
-    }
-    assert_eq!(admitted, 30);
-    let out = Command::new("redis-cli")
-        .args([
-            "-p",
-            &redis_port.to_string(),
-            "--scan",
-            "--pattern",
-            "modelgate:*plenty*:rpm:*",
-        ])
-        .output()
-        .unwrap();
-    let key = String::from_utf8(out.stdout).unwrap();
-    let key = key
-        .lines()
-        .next()
-        .expect("the shared counter exists again")
-        .to_string();
-    let out = Command::new("redis-cli")
-        .args(["-p", &redis_port.to_string(), "GET", &key])
-        .output()
-        .unwrap();
-    let count: u64 = String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(
-        count >= 30,
-        "all three replicas counted in the restarted redis ({count})"
-    );
-    // Tokens are settled in the shared counter too (the mock answer reports 30 per call).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let out = Command::new("redis-cli")
-            .args([
-                "-p",
-                &redis_port.to_string(),
-                "GET",
-                &key.replace(":rpm:", ":tpm:"),
-            ])
-            .output()
-            .unwrap();
-        let tokens: u64 = String::from_utf8(out.stdout)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap_or(0);
-        if tokens >= 30 * 30 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "shared tpm counter at {tokens}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    drop(server);
 }
 
-/// `redis_failure_mode: closed`: while Redis is away, a deployment with limits is refused
-/// (429, `retry-after`) rather than served past a limit nobody can check; a deployment
-/// without limits keeps serving; all recovers when Redis is back.
+/// A password with every URL-special character, read through `os.environ/`: both replicas
+/// authenticate and share the limit, and the password appears in no log line, error,
+/// readiness answer or metric, even while Redis is down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn closed_failure_mode_refuses_limited_deployments_while_redis_is_away() {
+async fn a_password_with_url_characters_shares_limits_and_is_never_shown() {
+    const PW: &str = "s3cr:t@h/st#frag%41?q=1&x";
     let redis_port = free_port();
-    let mut server = redis(redis_port);
+    let server = redis(redis_port, Some(PW));
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yaml");
     std::fs::write(
         &config,
         format!(
-            "general_settings: {{background_health_checks: false}}\nrouter_settings:\n  routing_strategy: usage-based-routing-v2\n  redis_host: 127.0.0.1\n  redis_port: {redis_port}\n  redis_failure_mode: closed\n\
+            "general_settings: {{background_health_checks: false}}\nrouter_settings:\n  routing_strategy: usage-based-routing-v2\n  redis_host: 127.0.0.1\n  redis_port: {redis_port}\n  redis_password: os.environ/MG_TEST_REDIS_PW\n\
              model_list:\n\
-             \x20 - {{model_name: limited, litellm_params: {{model: openai/x, mock_response: ok, rpm: 1000}}}}\n\
-             \x20 - {{model_name: free, litellm_params: {{model: openai/x, mock_response: ok}}}}\n"
+             \x20 - {{model_name: limited, litellm_params: {{model: openai/x, mock_response: ok, rpm: 20}}, model_info: {{id: limited}}}}\n"
         ),
     )
     .unwrap();
-    let (_proxy, base) = proxy(&config);
+    let env = [("MG_TEST_REDIS_PW", PW), ("RUST_LOG", "debug")];
+    let logs: Vec<_> = (0..2)
+        .map(|i| dir.path().join(format!("{i}.log")))
+        .collect();
+    let replicas: Vec<(Kill, String)> =
+        logs.iter().map(|l| proxy(&config, &env, Some(l))).collect();
+    let bases: Vec<String> = replicas.iter().map(|r| r.1.clone()).collect();
     let http = reqwest::Client::new();
-    let r = ready(&http, &base).await;
-    assert_eq!(r["cache"]["on_outage"], "closed", "{r}");
-    fresh_minute(20).await;
-    assert_eq!(chat(&http, &base, "limited").await.status(), 200);
-
-    drop(server);
-    let started = Instant::now();
-    let refused = loop {
-        let resp = chat(&http, &base, "limited").await;
-        if resp.status() == 429 {
-            break resp;
-        }
-        assert_eq!(resp.status(), 200);
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "still served past a limit nobody can check"
+    for b in &bases {
+        let v = ready(&http, b).await;
+        assert_eq!(
+            v["cache"]["url"],
+            format!("redis://***@127.0.0.1:{redis_port}/0"),
+            "{v}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(refused.headers()["retry-after"], "1");
-    let body: Value = refused.json().await.unwrap();
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("redis_failure_mode is closed"),
-        "{body}"
-    );
-    assert_eq!(chat(&http, &base, "free").await.status(), 200);
-
-    server = redis(redis_port);
-    let started = Instant::now();
-    while chat(&http, &base, "limited").await.status() != 200 {
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "limited deployment not served after redis came back"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    fresh_minute(15).await;
+    let (mut admitted, mut refused) = (0, 0);
+    for i in 0..40 {
+        match chat(&http, &bases[i % 2], "limited")
+            .await
+            .status()
+            .as_u16()
+        {
+            200 => admitted += 1,
+            429 => refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(
+        (20..=21).contains(&admitted),
+        "admitted {admitted} of rpm 20"
+    );
+    assert_eq!(refused, 40 - admitted);
+    let counted = shared_count(redis_port, Some(PW), "modelgate:*limited*:rpm:*");
+    assert!(
+        counted >= 20,
+        "the password-protected redis counted {counted}"
+    );
+
+    // Down: the errors readiness and metrics report still hold no password.
     drop(server);
+    for b in &bases {
+        let v = await_redis(&http, b, false).await;
+        assert!(v["cache"]["error"].is_string(), "{v}");
+        assert!(!v.to_string().contains("s3cr"), "{v}");
+        let m = metrics(&http, b).await;
+        assert!(counter(&m, "modelgate_redis_errors_total") > 0.0, "{m}");
+        assert!(!m.contains("s3cr"), "password in metrics");
+    }
+    drop(replicas);
+    for l in &logs {
+        let text = std::fs::read_to_string(l).unwrap();
+        assert!(
+            text.contains("redis unavailable"),
+            "log not captured: {text}"
+        );
+        assert!(!text.contains("s3cr"), "password in the log:\n{text}");
+    }
 }

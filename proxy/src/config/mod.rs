@@ -1,6 +1,7 @@
 //! Loading a config: text → references resolved → typed → validated → [`Snapshot`].
 //! Loading is all-or-nothing, so a broken config never replaces a good one.
 
+pub mod redis_target;
 pub mod resolve;
 mod settings;
 pub mod watch;

@@ -39,7 +39,7 @@ pub struct Settings {
     /// Strategy, retries, cooldowns, fallbacks, pre-call checks.
     pub policy: crate::router::policy::Policy,
     /// Where limits and cooldowns are shared with the other replicas, if anywhere.
-    pub redis: Option<(String, crate::router::shared::OnOutage)>,
+    pub redis: Option<super::redis_target::RedisTarget>,
 }
 
 /// LiteLLM's `request_timeout` default.
@@ -88,50 +88,9 @@ impl Settings {
             health_check_details: gs.health_check_details.unwrap_or(true),
             policy: crate::router::policy::Policy::from_config(config)
                 .map_err(ConfigError::Invalid)?,
-            redis: redis_settings(config)?,
+            redis: super::redis_target::redis_target(config)?,
         })
     }
-}
-
-/// `redis_url`, or `redis_host` + `redis_port` + `redis_password` (router_settings first,
-/// then litellm_settings.cache_params, as LiteLLM reads them), and `redis_failure_mode`.
-fn redis_settings(
-    config: &Config,
-) -> Result<Option<(String, crate::router::shared::OnOutage)>, ConfigError> {
-    let rs = &config.router_settings.extra;
-    let cache = config
-        .litellm_settings
-        .get("cache_params")
-        .and_then(Value::as_object);
-    let get = |k: &str| -> Option<String> {
-        let v = rs.get(k).or_else(|| cache.and_then(|c| c.get(k)))?;
-        match v {
-            Value::String(s) if !s.is_empty() => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        }
-    };
-    let url = match (get("redis_url"), get("redis_host")) {
-        (Some(url), _) => url,
-        (None, Some(host)) => {
-            let port = get("redis_port").unwrap_or_else(|| "6379".into());
-            match get("redis_password") {
-                Some(pw) => format!("redis://:{pw}@{host}:{port}/"),
-                None => format!("redis://{host}:{port}/"),
-            }
-        }
-        (None, None) => return Ok(None),
-    };
-    let mode = match get("redis_failure_mode").as_deref() {
-        None | Some("open") => crate::router::shared::OnOutage::Open,
-        Some("closed") => crate::router::shared::OnOutage::Closed,
-        Some(other) => {
-            return Err(ConfigError::Invalid(format!(
-                "router_settings.redis_failure_mode must be open or closed, got {other:?}"
-            )));
-        }
-    };
-    Ok(Some((url, mode)))
 }
 
 /// Settings modelgate reads and honours; anything else that is set gets a warning.
@@ -160,6 +119,8 @@ const ROUTER_SUPPORTED: &[&str] = &[
     "redis_port",
     "redis_password",
     "redis_failure_mode",
+    "redis_timeout",
+    "redis_username",
 ];
 const LITELLM_SUPPORTED: &[&str] = &[
     "request_timeout",

@@ -3,25 +3,27 @@
 //! round trip by a Lua script, so replicas cannot overshoot together; tokens are added
 //! when a response reports them, off the request path; cooldowns are stored with an expiry
 //! and announced on a channel every replica listens to. When Redis is slow or gone,
-//! requests go on with the local counters (or are refused, if configured fail-closed),
-//! and sharing resumes by itself when Redis is back.
+//! requests go on with the local counters (or are refused, if configured fail-closed):
+//! each call waits at most `redis_timeout`, and after a few failures in a row requests
+//! stop asking until the heartbeat gets an answer again, so sharing resumes by itself.
 
 use super::live::{Live, minute_now};
+use crate::config::redis_target::RedisTarget;
 use arc_swap::ArcSwapOption;
 use futures::StreamExt;
 use redis::{AsyncCommands, Script, aio::ConnectionManager};
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     time::Duration,
 };
 
 const PREFIX: &str = "modelgate";
 const CHANNEL: &str = "modelgate:cooldowns";
-/// The longest a request waits for Redis before going on without it.
-const TIMEOUT: Duration = Duration::from_millis(100);
+/// Failures in a row after which requests stop asking Redis until the heartbeat succeeds.
+const STRIKES: u32 = 3;
 
 /// Checks the deployment's minute counters against its limits and counts the request if
 /// it fits. KEYS: rpm key, tpm key. ARGV: rpm limit (-1 none), tpm limit (-1 none), input
@@ -50,11 +52,13 @@ pub enum OnOutage {
 
 pub struct SharedStore {
     pub url_redacted: String,
-    /// Tells a changed password apart without keeping the URL around.
-    pub url_hash: String,
+    /// The settings it was started with (the password only inside the connection info).
+    pub target: RedisTarget,
     conn: ArcSwapOption<ConnectionManager>,
     pub on_outage: OnOutage,
     healthy: AtomicBool,
+    /// Failures since the last answer; at [`STRIKES`] requests go on without asking.
+    strikes: AtomicU32,
     last_error: Mutex<Option<String>>,
     errors: prometheus_client::metrics::counter::Counter,
     take: Script,
@@ -87,19 +91,18 @@ impl SharedStore {
     /// Connects in the background (retrying forever) and listens for other replicas'
     /// cooldowns, which it copies into `live`.
     pub fn start(
-        url: &str,
-        on_outage: OnOutage,
+        target: &RedisTarget,
         live: Arc<Live>,
         errors: prometheus_client::metrics::counter::Counter,
     ) -> Result<Arc<Self>, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("redis url: {e}"))?;
-        let redacted = redact(url);
+        let client = redis::Client::open(target.info.clone()).map_err(|e| format!("redis: {e}"))?;
         let store = Arc::new(SharedStore {
-            url_redacted: redacted,
-            url_hash: crate::config::hash_text(url),
+            url_redacted: target.redacted.clone(),
+            target: target.clone(),
             conn: ArcSwapOption::empty(),
-            on_outage,
+            on_outage: target.on_outage,
             healthy: AtomicBool::new(false),
+            strikes: AtomicU32::new(0),
             last_error: Mutex::new(Some("connecting".into())),
             errors,
             take: Script::new(TAKE),
@@ -108,7 +111,9 @@ impl SharedStore {
         // The tasks hold weak references: dropping the store (a config without Redis, or
         // another Redis) ends them.
         let weak = Arc::downgrade(&store);
-        let connector = tokio::spawn(connect_loop(client.clone(), weak.clone()));
+        // The heartbeat and the background writes wait for no request: a longer bound.
+        let slow = (target.timeout * 5).max(Duration::from_millis(500));
+        let connector = tokio::spawn(connect_loop(client.clone(), weak.clone(), slow));
         let listener = tokio::spawn(listen_loop(client, weak, live));
         store
             .tasks
@@ -130,6 +135,7 @@ impl SharedStore {
 
     fn failed(&self, e: impl std::fmt::Display) {
         self.errors.inc();
+        self.strikes.fetch_add(1, Ordering::Relaxed);
         if self.healthy.swap(false, Ordering::Relaxed) {
             tracing::warn!(redis = %self.url_redacted, error = %e, "redis unavailable; limits and cooldowns are local until it is back");
         }
@@ -137,6 +143,7 @@ impl SharedStore {
     }
 
     fn succeeded(&self) {
+        self.strikes.store(0, Ordering::Relaxed);
         if !self.healthy.swap(true, Ordering::Relaxed) {
             tracing::info!(redis = %self.url_redacted, "redis connected; limits and cooldowns are shared");
             *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -156,6 +163,9 @@ impl SharedStore {
         let Some(conn) = self.conn.load_full() else {
             return Take::Unavailable;
         };
+        if self.strikes.load(Ordering::Relaxed) >= STRIKES {
+            return Take::Unavailable;
+        }
         let mut conn = (*conn).clone();
         let (minute, _) = minute_now();
         let limit = |l: Option<u64>| l.and_then(|l| i64::try_from(l).ok()).unwrap_or(-1);
@@ -165,8 +175,9 @@ impl SharedStore {
             .arg(limit(rpm))
             .arg(limit(tpm))
             .arg(tokens);
+        let timeout = self.target.timeout;
         let reply =
-            tokio::time::timeout(TIMEOUT, call.invoke_async::<(i64, u64, u64)>(&mut conn)).await;
+            tokio::time::timeout(timeout, call.invoke_async::<(i64, u64, u64)>(&mut conn)).await;
         match reply {
             Ok(Ok((admitted, requests, used_tokens))) => {
                 self.succeeded();
@@ -182,7 +193,7 @@ impl SharedStore {
                 Take::Unavailable
             }
             Err(_) => {
-                self.failed(format!("no answer within {TIMEOUT:?}"));
+                self.failed(format!("no answer within {timeout:?}"));
                 Take::Unavailable
             }
         }
@@ -267,10 +278,10 @@ fn apply_cooldown(live: &Live, message: &str) {
     }
 }
 
-async fn connect_loop(client: redis::Client, store: std::sync::Weak<SharedStore>) {
+async fn connect_loop(client: redis::Client, store: std::sync::Weak<SharedStore>, slow: Duration) {
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Duration::from_secs(1))
-        .set_response_timeout(TIMEOUT * 5)
+        .set_response_timeout(slow)
         .set_max_delay(2000);
     let mut delay = Duration::from_millis(200);
     let conn = loop {
@@ -292,11 +303,8 @@ async fn connect_loop(client: redis::Client, store: std::sync::Weak<SharedStore>
     // connection manager reconnects by itself after errors).
     loop {
         let mut c = conn.clone();
-        let ping = tokio::time::timeout(
-            TIMEOUT * 5,
-            redis::cmd("PING").query_async::<String>(&mut c),
-        )
-        .await;
+        let ping =
+            tokio::time::timeout(slow, redis::cmd("PING").query_async::<String>(&mut c)).await;
         let Some(s) = store.upgrade() else { return };
         match ping {
             Ok(Ok(_)) => s.succeeded(),
@@ -351,15 +359,5 @@ async fn listen_loop(client: redis::Client, store: std::sync::Weak<SharedStore>,
             tracing::debug!(error = %e, "redis cooldown channel lost; reconnecting");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// The URL without its password, for logs and readiness.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_string(),
     }
 }
