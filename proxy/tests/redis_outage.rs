@@ -134,26 +134,10 @@ async fn redis_killed_under_load_fails_nothing_and_sharing_resumes_after_restart
     }
 
     // A cooldown set after the restart reaches the other replicas again.
-    let mut n = 0;
-    while bad.hits() == 0 {
-        assert_eq!(chat(&http, &bases[0], "pair").await.status(), 200);
-        n += 1;
-        assert!(n < 60, "replica 0 never picked the bad deployment");
-    }
-    let took = cooldown_reaches(&http, &bases[1..], "bad").await;
+    let took = cooldown_is_shared(&http, &bases, &bad).await;
     println!(
         "after the restart a cooldown reached the others in {} ms",
         took.as_millis()
-    );
-    for b in &bases[1..] {
-        for _ in 0..20 {
-            assert_eq!(chat(&http, b, "pair").await.status(), 200);
-        }
-    }
-    assert_eq!(
-        bad.hits(),
-        1,
-        "another replica called the cooled deployment"
     );
 }
 

@@ -67,26 +67,10 @@ async fn three_replicas_share_limits_and_cooldowns() {
     assert_eq!(admitted + refused, 150);
 
     // A cooldown on one replica: the others avoid the deployment too.
-    let mut n = 0;
-    while bad.hits() == 0 {
-        assert_eq!(chat(&http, &bases[0], "pair").await.status(), 200);
-        n += 1;
-        assert!(n < 60, "replica 0 never picked the bad deployment");
-    }
-    let took = cooldown_reaches(&http, &bases[1..], "bad").await;
+    let took = cooldown_is_shared(&http, &bases, &bad).await;
     println!(
         "cooldown reached the other replicas in {} ms",
         took.as_millis()
-    );
-    for b in &bases[1..] {
-        for _ in 0..20 {
-            assert_eq!(chat(&http, b, "pair").await.status(), 200);
-        }
-    }
-    assert_eq!(
-        bad.hits(),
-        1,
-        "the other replicas never called the cooled deployment"
     );
 }
 

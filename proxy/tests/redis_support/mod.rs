@@ -234,3 +234,31 @@ pub async fn cooldown_reaches(http: &reqwest::Client, bases: &[String], id: &str
     }
     started.elapsed()
 }
+
+/// Sends group `pair` requests to replica 0 until the failing deployment `bad` (mock
+/// `upstream`) is cooled there, then checks that the other replicas avoid it: `bad` gets no
+/// call but the first. Returns how long the cooldown took to reach the others.
+pub async fn cooldown_is_shared(
+    http: &reqwest::Client,
+    bases: &[String],
+    upstream: &modelgate_mock_upstream::MockUpstream,
+) -> Duration {
+    let mut n = 0;
+    while upstream.hits() == 0 {
+        assert_eq!(chat(http, &bases[0], "pair").await.status(), 200);
+        n += 1;
+        assert!(n < 60, "replica 0 never picked the bad deployment");
+    }
+    let took = cooldown_reaches(http, &bases[1..], "bad").await;
+    for b in &bases[1..] {
+        for _ in 0..20 {
+            assert_eq!(chat(http, b, "pair").await.status(), 200);
+        }
+    }
+    assert_eq!(
+        upstream.hits(),
+        1,
+        "another replica called the cooled deployment"
+    );
+    took
+}
