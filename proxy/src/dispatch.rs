@@ -1,8 +1,9 @@
 //! One inference request from body to response: parse, resolve the model, then LiteLLM's
 //! control flow — retries within the group (each re-selecting a deployment), then
 //! fallbacks to other groups (context-window, content-policy or generic), each fallback
-//! group with its own retries, bounded by `max_fallbacks`. The single call is in
-//! [`crate::attempt`]; the choice of deployment in [`crate::router::pick`].
+//! group with its own retries and its own fallbacks, bounded by `max_fallbacks` (in
+//! [`fallback`]). The single call is in [`crate::attempt`]; the choice of deployment in
+//! [`crate::router::pick`].
 
 use crate::{
     attempt::{self, Call},
@@ -24,8 +25,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
+use fallback::Chain;
 use serde_json::{Map, Value};
-use std::{collections::HashSet, sync::Arc, time::Duration, time::Instant};
+use std::{sync::Arc, time::Duration, time::Instant};
+
+mod fallback;
 
 /// An inference call as the HTTP layer hands it over.
 pub struct Inference {
@@ -193,85 +197,14 @@ impl Ctx<'_> {
         if self.opts.disable_fallbacks {
             return Err(counted(original.error, first.retries, 0));
         }
-        let (list, for_context) = self.fallback_groups(&route.requested, original.class);
-        if list.is_empty() {
-            return Err(counted(original.error, first.retries, 0));
+        let mut chain = Chain::new(&route.requested);
+        match self
+            .fall_back(&route.requested, original, 0, false, &mut chain)
+            .await
+        {
+            Ok(s) => Ok(with_counts(s.resp, s.retries, s.depth)),
+            Err(e) => Err(counted(e, first.retries, chain.deepest)),
         }
-        let mut tried = HashSet::from([route.requested.clone()]);
-        let mut depth = 0;
-        let mut last: Option<String> = None;
-        for group in &list {
-            if depth >= self.policy.max_fallbacks {
-                break;
-            }
-            if !tried.insert(group.clone()) {
-                continue;
-            }
-            depth += 1;
-            self.state
-                .metrics
-                .fallbacks
-                .get_or_create(&RouteLabels {
-                    route: "router",
-                    model_group: route.requested.clone(),
-                })
-                .inc();
-            let Some(fb) = self.snap.resolve(group) else {
-                last = Some(format!("model group {group} does not exist"));
-                continue;
-            };
-            let outcome = self.with_retries(&fb, false, for_context).await;
-            match outcome.result {
-                Ok(resp) => return Ok(with_counts(resp, outcome.retries, depth)),
-                Err(f) => last = Some(f.error.message),
-            }
-        }
-        let mut e = original.error;
-        e.message = format!(
-            "{}. Received Model Group={}\nAvailable Model Group Fallbacks={:?}{}",
-            e.message,
-            route.requested,
-            list,
-            last.map(|l| format!("\nError doing the fallback: {l}"))
-                .unwrap_or_default()
-        );
-        Err(counted(e, first.retries, depth))
-    }
-
-    /// The groups to fall back to after an error of `class`, and whether they must fit the
-    /// request's context window (checked before sending, not by failing).
-    fn fallback_groups(&self, group: &str, class: ErrorClass) -> (Vec<String>, bool) {
-        let pick = |request: &Option<Vec<(String, Vec<String>)>>,
-                    config: &[(String, Vec<String>)]| {
-            let list = request.as_deref().unwrap_or(config);
-            policy::fallbacks_for(list, group).map(<[String]>::to_vec)
-        };
-        match class {
-            ErrorClass::ContextWindow => {
-                if let Some(l) = pick(
-                    &self.opts.context_window_fallbacks,
-                    &self.policy.context_window_fallbacks,
-                ) {
-                    return (l, true);
-                }
-            }
-            ErrorClass::ContentPolicy => {
-                if let Some(l) = pick(
-                    &self.opts.content_policy_fallbacks,
-                    &self.policy.content_policy_fallbacks,
-                ) {
-                    return (l, false);
-                }
-            }
-            _ => {}
-        }
-        let generic = match &self.opts.fallbacks {
-            Some(client_side) => client_side.clone(),
-            None => policy::fallbacks_for(&self.policy.fallbacks, group)
-                .map(<[String]>::to_vec)
-                .unwrap_or_default(),
-        };
-        (generic, class == ErrorClass::ContextWindow)
     }
 
     fn input_tokens(&self, route: &Route) -> u64 {
