@@ -124,8 +124,15 @@ pub async fn reconcile(ctx: &Context, ns: &str) -> Result<Option<Timestamp>> {
     if let Some(access) = &ctx.proxy_access {
         let names = proxy_access::secret_names(&plan.config);
         if lock(&ctx.granted).get(ns) != Some(&names) {
-            proxy_access::apply(&ctx.client, ns, &ctx.configmap_name, access, &names).await?;
-            lock(&ctx.granted).insert(ns.to_string(), names);
+            // A grant that cannot be written must not hold back the config: the proxies still
+            // get every other change, and the grant is tried again on the next reconcile.
+            match proxy_access::apply(&ctx.client, ns, &ctx.configmap_name, access, &names).await {
+                Ok(()) => {
+                    lock(&ctx.granted).insert(ns.to_string(), names);
+                }
+                Err(e) => tracing::warn!(namespace = ns, error = %e,
+                    "could not grant the proxies their Secrets; the config is written anyway"),
+            }
         }
     }
     let generation = apply_configmap(ctx, &cms, current.as_ref(), &plan, floor).await?;
