@@ -115,15 +115,26 @@ impl Proxy {
         env: &[(&str, &str)],
         master_key: &str,
     ) -> Proxy {
+        Self::spawn(&format!("{ns}/{CM}"), replica, extra, env, master_key)
+    }
+
+    /// As in a pod: `--configmap` names the ConfigMap alone, the namespace comes from
+    /// `POD_NAMESPACE` (the downward API).
+    pub fn start_in_pod_namespace(ns: &str, replica: &str, master_key: &str) -> Proxy {
+        Self::spawn(CM, replica, &[], &[("POD_NAMESPACE", ns)], master_key)
+    }
+
+    fn spawn(
+        configmap: &str,
+        replica: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        master_key: &str,
+    ) -> Proxy {
         let port = free_port();
         let process = Process(
             Command::new(binary("modelgate-proxy"))
-                .args([
-                    "--configmap",
-                    &format!("{ns}/{CM}"),
-                    "--replica-id",
-                    replica,
-                ])
+                .args(["--configmap", configmap, "--replica-id", replica])
                 .args(["--host", "127.0.0.1", "--port", &port.to_string()])
                 .args(["--lease-duration", "3", "--drain-timeout", "10"])
                 .args(extra)

@@ -443,22 +443,31 @@ async fn an_all_namespaces_operator_serves_every_gateway_namespace() {
         .await;
     }
     // A namespace with only a proxy replica waiting is a gateway too: it gets an empty
-    // config, and the replica becomes ready on it.
-    let proxy = Proxy::start(&z.name, "z", &[], "sk-all");
+    // config, and the replica becomes ready on it. (The replica names its ConfigMap alone,
+    // as in a pod, and takes the namespace from POD_NAMESPACE.)
+    let proxy = Proxy::start_in_pod_namespace(&z.name, "z", "sk-all");
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &z.name);
     config_where(&cms, "empty config for a waiting proxy", |c| {
         c.model_list.is_empty()
     })
     .await;
-    eventually(
+    let ready: Value = eventually(
         "the waiting proxy is ready",
         Duration::from_secs(20),
         || async {
             let r = reqwest::get(proxy.url("/health/readiness")).await.ok()?;
-            r.status().is_success().then_some(())
+            if !r.status().is_success() {
+                return None;
+            }
+            r.json().await.ok()
         },
     )
     .await;
+    assert_eq!(
+        ready["config"]["source"],
+        format!("configmap:{}/{CM}", z.name),
+        "{ready}"
+    );
     let healthz = reqwest::get(format!("http://127.0.0.1:{admin}/healthz"))
         .await
         .unwrap();
