@@ -366,7 +366,7 @@ impl Ctx<'_> {
                 Take::Admitted => return Ok(d),
                 // The mirror now holds the shared counts, so the next pick skips it.
                 Take::OverLimit => continue,
-                Take::Unavailable if store.on_outage == OnOutage::Open => return Ok(d),
+                Take::Unavailable if store.target.on_outage == OnOutage::Open => return Ok(d),
                 Take::Unavailable => {
                     return Err(Failure::new(
                         ErrorClass::RateLimit,

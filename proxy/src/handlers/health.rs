@@ -28,8 +28,8 @@ pub async fn readiness(State(state): State<AppState>) -> Response {
     let source_error = state.source_error();
     let redis = state.shared_store().map(|s| {
         let (connected, error) = s.status();
-        json!({"url": s.url_redacted, "connected": connected, "error": error,
-               "on_outage": format!("{:?}", s.on_outage).to_lowercase()})
+        json!({"url": s.target.redacted, "connected": connected, "error": error,
+               "on_outage": format!("{:?}", s.target.on_outage).to_lowercase()})
     });
     match state.snapshot() {
         Some(snap) => Json(json!({

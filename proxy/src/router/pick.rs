@@ -107,7 +107,7 @@ pub fn pick(
             let names = healthy.iter().map(|d| d.id.clone()).collect();
             return Err(NoPick::OverLimit(left, names));
         }
-        let chosen = choose(policy, live, &lowest_order(&pool), ask, tokens);
+        let chosen = choose(policy, live, &select::lowest_order(&pool), ask, tokens);
         if !limits || live.try_take(&chosen.id, chosen.rpm, chosen.tpm, tokens) {
             if !limits {
                 live.count_request(&chosen.id);
@@ -115,17 +115,6 @@ pub fn pick(
             return Ok(chosen.clone());
         }
         pool.retain(|d| d.id != chosen.id);
-    }
-}
-
-fn lowest_order<'a>(healthy: &[&'a Arc<Deployment>]) -> Vec<&'a Arc<Deployment>> {
-    match healthy.iter().filter_map(|d| d.order).min() {
-        Some(min) => healthy
-            .iter()
-            .copied()
-            .filter(|d| d.order == Some(min))
-            .collect(),
-        None => healthy.to_vec(),
     }
 }
 

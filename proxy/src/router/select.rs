@@ -7,10 +7,17 @@ use std::sync::Arc;
 
 /// Keeps the deployments with the lowest `order` present; without any `order`, all of them.
 /// Deployments without an `order` lose to any that have one, as in LiteLLM.
-pub fn lowest_order(candidates: &[Arc<Deployment>]) -> Vec<&Arc<Deployment>> {
+/// Borrows the candidates as they are (no copy) in the common case of no `order` at all.
+pub fn lowest_order<'p, 'a>(
+    candidates: &'p [&'a Arc<Deployment>],
+) -> std::borrow::Cow<'p, [&'a Arc<Deployment>]> {
     match candidates.iter().filter_map(|d| d.order).min() {
-        Some(min) => candidates.iter().filter(|d| d.order == Some(min)).collect(),
-        None => candidates.iter().collect(),
+        Some(min) => candidates
+            .iter()
+            .copied()
+            .filter(|d| d.order == Some(min))
+            .collect(),
+        None => std::borrow::Cow::Borrowed(candidates),
     }
 }
 

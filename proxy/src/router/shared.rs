@@ -51,11 +51,9 @@ pub enum OnOutage {
 }
 
 pub struct SharedStore {
-    pub url_redacted: String,
     /// The settings it was started with (the password only inside the connection info).
     pub target: RedisTarget,
     conn: ArcSwapOption<ConnectionManager>,
-    pub on_outage: OnOutage,
     healthy: AtomicBool,
     /// Failures since the last answer; at [`STRIKES`] requests go on without asking.
     strikes: AtomicU32,
@@ -97,10 +95,8 @@ impl SharedStore {
     ) -> Result<Arc<Self>, String> {
         let client = redis::Client::open(target.info.clone()).map_err(|e| format!("redis: {e}"))?;
         let store = Arc::new(SharedStore {
-            url_redacted: target.redacted.clone(),
             target: target.clone(),
             conn: ArcSwapOption::empty(),
-            on_outage: target.on_outage,
             healthy: AtomicBool::new(false),
             strikes: AtomicU32::new(0),
             last_error: Mutex::new(Some("connecting".into())),
@@ -137,7 +133,7 @@ impl SharedStore {
         self.errors.inc();
         self.strikes.fetch_add(1, Ordering::Relaxed);
         if self.healthy.swap(false, Ordering::Relaxed) {
-            tracing::warn!(redis = %self.url_redacted, error = %e, "redis unavailable; limits and cooldowns are local until it is back");
+            tracing::warn!(redis = %self.target.redacted, error = %e, "redis unavailable; limits and cooldowns are local until it is back");
         }
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
     }
@@ -145,7 +141,7 @@ impl SharedStore {
     fn succeeded(&self) {
         self.strikes.store(0, Ordering::Relaxed);
         if !self.healthy.swap(true, Ordering::Relaxed) {
-            tracing::info!(redis = %self.url_redacted, "redis connected; limits and cooldowns are shared");
+            tracing::info!(redis = %self.target.redacted, "redis connected; limits and cooldowns are shared");
             *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
     }
